@@ -1,0 +1,46 @@
+# workcell: `make run` to try it, `make test` to check it.
+GO      ?= go
+TAGS    := seccomp
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/workcell/workcell/daemon.Version=$(VERSION)
+STATIC  := -tags "netgo osusergo $(TAGS)" -ldflags "$(LDFLAGS) -s -w -extldflags -static"
+export CGO_ENABLED := 1
+
+.PHONY: all build run test test-unit test-integration bench arm64 clean deps
+
+all: build
+
+build:
+	$(GO) build -tags "$(TAGS)" -ldflags "$(LDFLAGS)" -o bin/workcelld ./cmd/workcelld
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/workcell ./cmd/workcell
+	$(GO) build -o bin/mkbundle ./hack/mkbundle
+
+deps:
+	hack/install-deps
+
+run: build
+	hack/run.sh
+
+# Unit tests and integration tests as root with real containers.
+test: build
+	$(GO) vet -tags "$(TAGS)" ./...
+	GOOS=darwin $(GO) vet ./api/... ./cmd/workcell/...
+	$(GO) test -tags "$(TAGS)" -count=1 -timeout 20m -p 1 ./...
+
+test-unit:
+	$(GO) test -tags "$(TAGS)" -count=1 -short ./...
+
+bench: build
+	$(GO) build -tags "$(TAGS)" -o bin/workcell-bench ./integration/bench
+	bin/workcell-bench
+
+# Static linux/arm64 binaries (with seccomp), cross-compiled here.
+arm64:
+	hack/arm64-deps
+	CC=aarch64-linux-gnu-gcc GOARCH=arm64 PKG_CONFIG_PATH=/usr/lib/aarch64-linux-gnu/pkgconfig \
+		$(GO) build $(STATIC) -o bin/arm64/workcelld ./cmd/workcelld
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS) -s -w" -o bin/arm64/workcell ./cmd/workcell
+	file bin/arm64/workcelld bin/arm64/workcell 2>/dev/null || ls -l bin/arm64
+
+clean:
+	rm -rf bin

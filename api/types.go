@@ -1,0 +1,119 @@
+package api
+
+import (
+	"regexp"
+	"time"
+)
+
+// Version is the path prefix of this revision of the API.
+const Version = "v1"
+
+// DefaultSocket is where workcelld listens on a Linux phone.
+const DefaultSocket = "/run/workcell/workcelld.sock"
+
+// DefaultProfile is the profile name the CLI uses when none is given.
+const DefaultProfile = "work"
+
+// State is where a profile is in its life cycle (see DESIGN.md).
+type State string
+
+// The states of a profile.
+const (
+	StateAbsent  State = "absent"
+	StateLocked  State = "locked"
+	StateStopped State = "stopped"
+	StateRunning State = "running"
+	StatePaused  State = "paused"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
+
+// ValidName reports whether name is a valid profile name: [a-z][a-z0-9-]{0,30}.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) {
+		return Errorf(ErrInvalidArgument, "profile name %q is invalid: want [a-z][a-z0-9-]{0,30}", name)
+	}
+	return nil
+}
+
+// Limits are the resource limits of a profile; zero means unlimited.
+type Limits struct {
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	// CPUMillis is the CPU bandwidth in thousandths of a CPU (1000 = one CPU).
+	CPUMillis int64 `json:"cpu_millis,omitempty"`
+	Pids      int64 `json:"pids,omitempty"`
+}
+
+// Profile is the status of one profile.
+type Profile struct {
+	Name  string `json:"name"`
+	State State  `json:"state"`
+	// Pid is the host pid of the profile's init, 0 when it has none.
+	Pid       int        `json:"pid"`
+	Limits    Limits     `json:"limits"`
+	CreatedAt time.Time  `json:"created_at"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+}
+
+// InstallRequest is the body of POST /v1/profiles.
+type InstallRequest struct {
+	Name string `json:"name"`
+	// Bundle is the absolute path, on the daemon's host, of an OCI runtime
+	// bundle (config.json and rootfs). It is copied; the source may be
+	// deleted afterwards.
+	Bundle string `json:"bundle"`
+	Limits Limits `json:"limits"`
+}
+
+// StopRequest is the optional body of POST /v1/profiles/{name}/stop.
+type StopRequest struct {
+	// TimeoutMillis is how long init has after SIGTERM before SIGKILL;
+	// 0 means the daemon's default.
+	TimeoutMillis int64 `json:"timeout_ms,omitempty"`
+}
+
+// Stats is the resource usage of a running or paused profile.
+type Stats struct {
+	Name             string `json:"name"`
+	State            State  `json:"state"`
+	CPUUsageNanos    uint64 `json:"cpu_usage_ns"`
+	MemoryBytes      uint64 `json:"memory_bytes"`
+	MemoryLimitBytes uint64 `json:"memory_limit_bytes,omitempty"`
+	Pids             uint64 `json:"pids"`
+	PidsLimit        uint64 `json:"pids_limit,omitempty"`
+}
+
+// Event is one line of GET /v1/events: a profile changed state.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Profile string    `json:"profile"`
+	State   State     `json:"state"`
+	Pid     int       `json:"pid,omitempty"`
+	// Reason says why, for changes the user did not ask for
+	// (for example "init exited with status 1").
+	Reason string `json:"reason,omitempty"`
+}
+
+// ExecRequest is the body of POST /v1/profiles/{name}/exec. The client
+// then passes its stdin, stdout and stderr as file descriptors over the
+// socket (see Client.Exec), so the process reads and writes them directly.
+type ExecRequest struct {
+	Args []string `json:"args"`
+	Env  []string `json:"env,omitempty"`
+	Cwd  string   `json:"cwd,omitempty"`
+}
+
+// ExecResult is the line the daemon writes when the process has ended.
+type ExecResult struct {
+	ExitCode int        `json:"exit_code"`
+	Error    *ErrorBody `json:"error,omitempty"`
+}
+
+// VersionInfo is the body of GET /v1/version.
+type VersionInfo struct {
+	Version   string `json:"version"`
+	API       string `json:"api"`
+	CgroupV2  bool   `json:"cgroup_v2"`
+	StateDir  string `json:"state_dir"`
+	DaemonPid int    `json:"daemon_pid"`
+}

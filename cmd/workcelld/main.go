@@ -1,0 +1,137 @@
+// Command workcelld is the workcell daemon: it runs the work profiles and
+// serves the control API on a unix socket. It is also libcontainer's init
+// when re-executed as "workcelld init" inside a new container.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+	_ "github.com/opencontainers/cgroups/devices"
+	"github.com/urfave/cli/v2"
+
+	"github.com/workcell/workcell/daemon"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// Re-executed by libcontainer inside the new namespaces.
+		libcontainer.Init()
+		return
+	}
+	if err := app().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "workcelld:", err)
+		os.Exit(1)
+	}
+}
+
+func app() *cli.App {
+	def := daemon.DefaultConfig()
+	return &cli.App{
+		Name:    "workcelld",
+		Usage:   "run the work profile and serve its control socket",
+		Version: daemon.Version,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "JSON config `FILE` with the same settings (flags win)"},
+			&cli.StringFlag{Name: "state-dir", Value: def.StateDir, Usage: "where profiles live"},
+			&cli.StringFlag{Name: "run-dir", Value: def.RunDir, Usage: "runtime state (containers, socket)"},
+			&cli.StringFlag{Name: "socket", Usage: "control socket (default <run-dir>/workcelld.sock)"},
+			&cli.IntFlag{Name: "owner-uid", Value: def.OwnerUID, Usage: "the employee's uid (-1: none)"},
+			&cli.IntFlag{Name: "system-uid", Value: def.SystemUID, Usage: "an extra uid with full rights, for the OEM's system UI (-1: none)"},
+			&cli.BoolFlag{Name: "stop-on-exit", Usage: "stop every profile before exiting (for shutdown)"},
+			&cli.StringFlag{Name: "log-level", Value: def.LogLevel, Usage: "debug, info, warn or error"},
+			&cli.DurationFlag{Name: "stop-timeout", Value: time.Duration(def.StopTimeout), Usage: "how long a profile's init has after SIGTERM"},
+		},
+		Action: run,
+	}
+}
+
+func config(c *cli.Context) (daemon.Config, error) {
+	cfg := daemon.DefaultConfig()
+	if path := c.String("config"); path != "" {
+		var err error
+		if cfg, err = daemon.LoadConfigFile(path, cfg); err != nil {
+			return cfg, err
+		}
+	}
+	// Flags win over the file, but only those given.
+	if c.IsSet("state-dir") {
+		cfg.StateDir = c.String("state-dir")
+	}
+	if c.IsSet("run-dir") {
+		cfg.RunDir = c.String("run-dir")
+	}
+	if c.IsSet("socket") {
+		cfg.Socket = c.String("socket")
+	}
+	if c.IsSet("owner-uid") {
+		cfg.OwnerUID = c.Int("owner-uid")
+	}
+	if c.IsSet("system-uid") {
+		cfg.SystemUID = c.Int("system-uid")
+	}
+	if c.IsSet("stop-on-exit") {
+		cfg.StopOnExit = c.Bool("stop-on-exit")
+	}
+	if c.IsSet("log-level") {
+		cfg.LogLevel = c.String("log-level")
+	}
+	if c.IsSet("stop-timeout") {
+		cfg.StopTimeout = daemon.Duration(c.Duration("stop-timeout"))
+	}
+	return cfg, cfg.Validate()
+}
+
+func logger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func run(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", c.Args().First())
+	}
+	cfg, err := config(c)
+	if err != nil {
+		return err
+	}
+	log, err := logger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	d, err := daemon.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	srv, err := d.Listen(ctx)
+	if err != nil {
+		d.Close(context.Background())
+		return err
+	}
+	log.Info("workcelld ready", "socket", cfg.Socket, "state_dir", cfg.StateDir, "owner_uid", cfg.OwnerUID, "system_uid", cfg.SystemUID)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve() }()
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: closing the socket", "stop_on_exit", cfg.StopOnExit)
+	case err = <-errc:
+		log.Error("control server failed", "err", err)
+	}
+	srv.Close()
+	d.Close(context.Background())
+	return err
+}

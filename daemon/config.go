@@ -1,0 +1,117 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is the daemon's configuration, parsed at the edge (flags and the
+// optional config file) into this plain struct. Defaults live in
+// DefaultConfig and nowhere else.
+type Config struct {
+	StateDir string `json:"state_dir"`
+	RunDir   string `json:"run_dir"`
+	// Socket defaults to RunDir/workcelld.sock.
+	Socket string `json:"socket"`
+	// OwnerUID is the employee's uid; -1 means none.
+	OwnerUID int `json:"owner_uid"`
+	// SystemUID is an extra uid with full rights (the OEM's system UI);
+	// -1 means none.
+	SystemUID int `json:"system_uid"`
+	// StopOnExit stops every profile before the daemon exits (shutdown).
+	StopOnExit bool   `json:"stop_on_exit"`
+	LogLevel   string `json:"log_level"`
+	// StopTimeout is how long a profile's init has after SIGTERM.
+	StopTimeout Duration `json:"stop_timeout"`
+	// LogMaxBytes caps a profile's console log; the older half is kept in
+	// console.log.1.
+	LogMaxBytes int64 `json:"log_max_bytes"`
+	// CgroupParent is the cgroup under which profiles are placed.
+	CgroupParent string `json:"cgroup_parent"`
+}
+
+// Duration is a time.Duration written as "10s" in the config file.
+type Duration time.Duration
+
+// UnmarshalJSON reads a duration such as "1.5s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as text.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// DefaultConfig returns the defaults of a Linux phone.
+func DefaultConfig() Config {
+	return Config{
+		StateDir:     "/var/lib/workcell",
+		RunDir:       "/run/workcell",
+		OwnerUID:     -1,
+		SystemUID:    -1,
+		LogLevel:     "info",
+		StopTimeout:  Duration(10 * time.Second),
+		LogMaxBytes:  1 << 20,
+		CgroupParent: "/workcell",
+	}
+}
+
+// LoadConfigFile reads a JSON config file over base. Unknown fields are
+// errors naming the file.
+func LoadConfigFile(path string, base Config) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return base, fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	cfg := base
+	if err := dec.Decode(&cfg); err != nil {
+		return base, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks the configuration and fills derived defaults.
+func (c *Config) Validate() error {
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("state_dir %q: must be an absolute path", c.StateDir)
+	}
+	if c.RunDir == "" || !filepath.IsAbs(c.RunDir) {
+		return fmt.Errorf("run_dir %q: must be an absolute path", c.RunDir)
+	}
+	if c.Socket == "" {
+		c.Socket = filepath.Join(c.RunDir, "workcelld.sock")
+	}
+	if !filepath.IsAbs(c.Socket) {
+		return fmt.Errorf("socket %q: must be an absolute path", c.Socket)
+	}
+	if c.OwnerUID < -1 {
+		return fmt.Errorf("owner_uid %d: must be a uid or -1", c.OwnerUID)
+	}
+	if c.SystemUID < -1 {
+		return fmt.Errorf("system_uid %d: must be a uid or -1", c.SystemUID)
+	}
+	if c.StopTimeout < 0 {
+		return fmt.Errorf("stop_timeout %s: must not be negative", time.Duration(c.StopTimeout))
+	}
+	if c.LogMaxBytes < 4096 {
+		return fmt.Errorf("log_max_bytes %d: must be at least 4096", c.LogMaxBytes)
+	}
+	if c.CgroupParent == "" || c.CgroupParent[0] != '/' {
+		return fmt.Errorf("cgroup_parent %q: must start with /", c.CgroupParent)
+	}
+	return nil
+}

@@ -1,0 +1,522 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/workcell/workcell/api"
+	"github.com/workcell/workcell/sandbox"
+)
+
+// Daemon owns the profiles of one state directory.
+type Daemon struct {
+	cfg   Config
+	log   *slog.Logger
+	rt    *sandbox.Runtime
+	store *store
+	bus   *bus
+	lock  *os.File
+
+	// ctx ends when the daemon closes; it bounds the watchers.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	profiles map[string]*profile
+}
+
+// profile is one profile in memory. mu serialises operations on it.
+type profile struct {
+	mu  sync.Mutex
+	rec record
+	ctr *sandbox.Container
+	// gen changes whenever the daemon itself starts or stops the
+	// container, so a watcher can tell a crash from a stop it asked for.
+	gen  uint64
+	logs *logCapper
+	// installing is set while the profile's files are being imported.
+	installing bool
+}
+
+// New opens the state directory (one daemon at a time), then reconciles:
+// it finishes or rolls back what an earlier daemon left half done and
+// adopts the containers that still run.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("make state folder %s: %w", cfg.StateDir, err)
+	}
+	if err := os.MkdirAll(cfg.RunDir, 0o755); err != nil {
+		return nil, fmt.Errorf("make run folder %s: %w", cfg.RunDir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.StateDir, ".lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open state lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("state folder %s is in use by another workcelld: %w", cfg.StateDir, err)
+	}
+	st, err := newStore(cfg.StateDir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	rt, err := sandbox.New(filepath.Join(cfg.RunDir, "containers"), sandbox.WithLogger(log), sandbox.WithCgroupParent(cfg.CgroupParent))
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("container runtime: %w", err)
+	}
+	dctx, cancel := context.WithCancel(context.Background())
+	d := &Daemon{cfg: cfg, log: log, rt: rt, store: st, bus: newBus(), lock: lock, ctx: dctx, cancel: cancel, profiles: map[string]*profile{}}
+	if err := d.reconcile(ctx); err != nil {
+		d.Close(ctx)
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
+	return d, nil
+}
+
+// Close stops the watchers and, with StopOnExit, every profile. Without
+// it the containers keep running for the next daemon to adopt.
+func (d *Daemon) Close(ctx context.Context) {
+	if d.cfg.StopOnExit {
+		for _, name := range d.names() {
+			p := d.get(name)
+			if p == nil {
+				continue
+			}
+			p.mu.Lock()
+			if p.ctr != nil {
+				if err := d.stopLocked(ctx, p, time.Duration(d.cfg.StopTimeout), "daemon shutdown"); err != nil {
+					d.log.Error("stop on exit", "profile", name, "err", err)
+				}
+			}
+			p.mu.Unlock()
+		}
+	}
+	d.cancel()
+	d.wg.Wait()
+	d.mu.Lock()
+	for _, p := range d.profiles {
+		if p.logs != nil {
+			p.logs.close()
+		}
+	}
+	d.mu.Unlock()
+	if d.lock != nil {
+		d.lock.Close()
+	}
+}
+
+func (d *Daemon) names() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	names := make([]string, 0, len(d.profiles))
+	for n, p := range d.profiles {
+		if !p.installing {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (d *Daemon) get(name string) *profile {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.profiles[name]
+	if p == nil || p.installing {
+		return nil
+	}
+	return p
+}
+
+// lookup returns the locked profile or a not-found error.
+func (d *Daemon) lookup(name string) (*profile, error) {
+	if err := api.ValidName(name); err != nil {
+		return nil, err
+	}
+	p := d.get(name)
+	if p == nil {
+		return nil, api.Errorf(api.ErrNotFound, "profile %s does not exist", name)
+	}
+	p.mu.Lock()
+	if d.get(name) != p { // removed while we waited
+		p.mu.Unlock()
+		return nil, api.Errorf(api.ErrNotFound, "profile %s does not exist", name)
+	}
+	return p, nil
+}
+
+func (p *profile) status() api.Profile {
+	return api.Profile{Name: p.rec.Name, State: p.rec.State, Pid: p.rec.Pid, Limits: p.rec.Limits, CreatedAt: p.rec.CreatedAt, StartedAt: p.rec.StartedAt}
+}
+
+// setState records a new state, persists it and tells subscribers.
+func (d *Daemon) setState(p *profile, st api.State, pid int, reason string) error {
+	prev := p.rec
+	p.rec.State = st
+	p.rec.Pid = pid
+	if st == api.StateRunning && prev.State == api.StateStopped {
+		now := time.Now().UTC()
+		p.rec.StartedAt = &now
+	}
+	if st == api.StateStopped {
+		p.rec.StartedAt = nil
+	}
+	if err := d.store.save(p.rec); err != nil {
+		p.rec = prev
+		return err
+	}
+	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: p.rec.Name, State: st, Pid: pid, Reason: reason})
+	return nil
+}
+
+// Profiles lists every profile.
+func (d *Daemon) Profiles(ctx context.Context) []api.Profile {
+	var out []api.Profile
+	for _, name := range d.names() {
+		if p, err := d.lookup(name); err == nil {
+			out = append(out, p.status())
+			p.mu.Unlock()
+		}
+	}
+	if out == nil {
+		out = []api.Profile{}
+	}
+	return out
+}
+
+// Profile returns one profile's status.
+func (d *Daemon) Profile(ctx context.Context, name string) (api.Profile, error) {
+	p, err := d.lookup(name)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	defer p.mu.Unlock()
+	return p.status(), nil
+}
+
+// Install imports a bundle as a new, stopped profile.
+func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profile, error) {
+	if err := api.ValidName(req.Name); err != nil {
+		return api.Profile{}, err
+	}
+	if req.Bundle == "" || !filepath.IsAbs(req.Bundle) {
+		return api.Profile{}, api.Errorf(api.ErrInvalidArgument, "bundle %q: must be an absolute path on the phone", req.Bundle)
+	}
+	if err := checkLimits(req.Limits); err != nil {
+		return api.Profile{}, err
+	}
+	// Check the source first for a quick, precise answer; the copy is
+	// checked again (it is what will run).
+	if _, err := sandbox.LoadBundle(req.Bundle); err != nil {
+		return api.Profile{}, api.Errorf(api.ErrInvalidArgument, "bundle %s: %w", req.Bundle, err)
+	}
+	p := &profile{installing: true}
+	d.mu.Lock()
+	if _, ok := d.profiles[req.Name]; ok {
+		d.mu.Unlock()
+		return api.Profile{}, api.Errorf(api.ErrConflict, "profile %s already exists", req.Name)
+	}
+	d.profiles[req.Name] = p
+	d.mu.Unlock()
+
+	p.rec = record{Name: req.Name, State: api.StateStopped, Limits: req.Limits, CreatedAt: time.Now().UTC()}
+	err := d.store.install(p.rec, req.Bundle, func(bundle string) error {
+		if _, err := sandbox.LoadBundle(bundle); err != nil {
+			return api.Errorf(api.ErrInvalidArgument, "bundle %s: %w", req.Bundle, err)
+		}
+		return nil
+	})
+	d.mu.Lock()
+	if err != nil {
+		delete(d.profiles, req.Name)
+	} else {
+		p.installing = false
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return api.Profile{}, err
+	}
+	d.log.Info("profile installed", "profile", req.Name, "bundle", req.Bundle)
+	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: req.Name, State: api.StateStopped, Reason: "installed"})
+	return p.status(), nil
+}
+
+func checkLimits(l api.Limits) error {
+	switch {
+	case l.MemoryBytes < 0:
+		return api.Errorf(api.ErrInvalidArgument, "limits.memory_bytes %d: must not be negative", l.MemoryBytes)
+	case l.MemoryBytes > 0 && l.MemoryBytes < 4<<20:
+		return api.Errorf(api.ErrInvalidArgument, "limits.memory_bytes %d: below the 4 MiB minimum", l.MemoryBytes)
+	case l.CPUMillis < 0:
+		return api.Errorf(api.ErrInvalidArgument, "limits.cpu_millis %d: must not be negative", l.CPUMillis)
+	case l.CPUMillis > 0 && l.CPUMillis < 10:
+		return api.Errorf(api.ErrInvalidArgument, "limits.cpu_millis %d: below the minimum of 10 (1%% of a CPU)", l.CPUMillis)
+	case l.Pids < 0:
+		return api.Errorf(api.ErrInvalidArgument, "limits.pids %d: must not be negative", l.Pids)
+	}
+	return nil
+}
+
+// Remove stops a profile if needed and deletes it with all its files.
+func (d *Daemon) Remove(ctx context.Context, name string) error {
+	p, err := d.lookup(name)
+	if err != nil {
+		return err
+	}
+	defer p.mu.Unlock()
+	if p.ctr != nil {
+		if err := d.stopLocked(ctx, p, time.Duration(d.cfg.StopTimeout), "removed"); err != nil {
+			return err
+		}
+	}
+	if err := d.rt.Remove(ctx, name); err != nil && !errors.Is(err, sandbox.ErrNotExist) {
+		return fmt.Errorf("remove container leftovers of %s: %w", name, err)
+	}
+	if p.logs != nil {
+		p.logs.close()
+		p.logs = nil
+	}
+	if err := d.store.remove(name); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	delete(d.profiles, name)
+	d.mu.Unlock()
+	d.log.Info("profile removed", "profile", name)
+	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: name, State: api.StateAbsent, Reason: "removed"})
+	return nil
+}
+
+// Start starts a stopped profile and returns once its init runs.
+func (d *Daemon) Start(ctx context.Context, name string) (api.Profile, error) {
+	p, err := d.lookup(name)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	defer p.mu.Unlock()
+	if _, err := next(name, p.rec.State, actStart); err != nil {
+		return api.Profile{}, err
+	}
+	logf, err := openConsole(d.store.logs(name))
+	if err != nil {
+		return api.Profile{}, err
+	}
+	defer logf.Close() // the container holds its own copy
+	spec := sandbox.Spec{
+		ID:        name,
+		BundleDir: d.store.bundle(name),
+		Stdout:    logf,
+		Harden: sandbox.HardenOptions{
+			ID:           name,
+			Hostname:     name,
+			CgroupParent: d.cfg.CgroupParent,
+			Limits:       sandbox.Limits{MemoryBytes: p.rec.Limits.MemoryBytes, CPUMillis: p.rec.Limits.CPUMillis, Pids: p.rec.Limits.Pids},
+		},
+	}
+	c, err := d.rt.Start(ctx, spec)
+	if err != nil {
+		return api.Profile{}, fmt.Errorf("start profile %s: %w", name, err)
+	}
+	p.gen++
+	p.ctr = c
+	if err := d.setState(p, api.StateRunning, c.Pid(), ""); err != nil {
+		// Without a record the next daemon would not know it runs.
+		_ = c.Stop(ctx, 0)
+		p.ctr = nil
+		return api.Profile{}, fmt.Errorf("start profile %s: %w", name, err)
+	}
+	d.watch(p, c)
+	d.log.Info("profile started", "profile", name, "pid", c.Pid())
+	return p.status(), nil
+}
+
+// Stop stops a running or paused profile.
+func (d *Daemon) Stop(ctx context.Context, name string, timeout time.Duration) (api.Profile, error) {
+	p, err := d.lookup(name)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	defer p.mu.Unlock()
+	if _, err := next(name, p.rec.State, actStop); err != nil {
+		return api.Profile{}, err
+	}
+	if timeout <= 0 {
+		timeout = time.Duration(d.cfg.StopTimeout)
+	}
+	if err := d.stopLocked(ctx, p, timeout, ""); err != nil {
+		return api.Profile{}, err
+	}
+	return p.status(), nil
+}
+
+func (d *Daemon) stopLocked(ctx context.Context, p *profile, timeout time.Duration, reason string) error {
+	p.gen++
+	if p.ctr != nil {
+		if err := p.ctr.Stop(ctx, timeout); err != nil {
+			return fmt.Errorf("stop profile %s: %w", p.rec.Name, err)
+		}
+		p.ctr.Close()
+	}
+	p.ctr = nil
+	if p.logs != nil {
+		p.logs.close()
+		p.logs = nil
+	}
+	d.log.Info("profile stopped", "profile", p.rec.Name)
+	return d.setState(p, api.StateStopped, 0, reason)
+}
+
+// Off turns work mode off: every process of the profile is frozen.
+func (d *Daemon) Off(ctx context.Context, name string) (api.Profile, error) {
+	return d.freeze(ctx, name, actOff)
+}
+
+// On turns work mode on again.
+func (d *Daemon) On(ctx context.Context, name string) (api.Profile, error) {
+	return d.freeze(ctx, name, actOn)
+}
+
+func (d *Daemon) freeze(ctx context.Context, name string, act action) (api.Profile, error) {
+	p, err := d.lookup(name)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	defer p.mu.Unlock()
+	to, err := next(name, p.rec.State, act)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	if to == p.rec.State {
+		return p.status(), nil
+	}
+	if act == actOff {
+		err = p.ctr.Freeze(ctx)
+	} else {
+		err = p.ctr.Thaw(ctx)
+	}
+	if err != nil {
+		return api.Profile{}, fmt.Errorf("work mode %s for profile %s: %w", act, name, err)
+	}
+	if err := d.setState(p, to, p.rec.Pid, ""); err != nil {
+		return api.Profile{}, err
+	}
+	return p.status(), nil
+}
+
+// Stats returns the resource usage of a profile.
+func (d *Daemon) Stats(ctx context.Context, name string) (api.Stats, error) {
+	p, err := d.lookup(name)
+	if err != nil {
+		return api.Stats{}, err
+	}
+	defer p.mu.Unlock()
+	out := api.Stats{Name: name, State: p.rec.State}
+	if p.ctr == nil {
+		return out, nil
+	}
+	s, err := p.ctr.Stats(ctx)
+	if err != nil {
+		return out, fmt.Errorf("stats of profile %s: %w", name, err)
+	}
+	out.CPUUsageNanos, out.MemoryBytes, out.MemoryLimitBytes, out.Pids, out.PidsLimit = s.CPUUsageNanos, s.MemoryBytes, s.MemoryLimitBytes, s.Pids, s.PidsLimit
+	return out, nil
+}
+
+// container returns the running container of a profile for exec.
+func (d *Daemon) container(name string) (*sandbox.Container, error) {
+	p, err := d.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	defer p.mu.Unlock()
+	if _, err := next(name, p.rec.State, actExec); err != nil {
+		return nil, err
+	}
+	return p.ctr, nil
+}
+
+// Exec runs a command in a running profile with the given stdio.
+func (d *Daemon) Exec(ctx context.Context, name string, req api.ExecRequest, stdin, stdout, stderr *os.File) (int, error) {
+	if len(req.Args) == 0 || req.Args[0] == "" {
+		return -1, api.Errorf(api.ErrInvalidArgument, "args: a command is required")
+	}
+	c, err := d.container(name)
+	if err != nil {
+		return -1, err
+	}
+	code, err := c.Exec(ctx, sandbox.ExecSpec{Args: req.Args, Env: req.Env, Cwd: req.Cwd, Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		return -1, fmt.Errorf("exec %q in profile %s: %w", req.Args[0], name, err)
+	}
+	return code, nil
+}
+
+// watch follows a container's init: if it dies without the daemon asking
+// (a crash, or an exit of its own), the profile becomes stopped and its
+// leftovers are removed.
+func (d *Daemon) watch(p *profile, c *sandbox.Container) {
+	gen := p.gen
+	name := p.rec.Name
+	if p.logs == nil {
+		p.logs = newLogCapper(d.store.logs(name), d.cfg.LogMaxBytes, d.log)
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		err := c.Wait(d.ctx)
+		if d.ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.gen != gen {
+			return
+		}
+		reason := "init exited"
+		if err != nil {
+			reason = fmt.Sprintf("init lost: %v", err)
+		}
+		d.log.Warn("profile init ended by itself", "profile", name, "reason", reason)
+		if err := d.rt.Remove(d.ctx, name); err != nil && !errors.Is(err, sandbox.ErrNotExist) {
+			d.log.Error("remove leftovers", "profile", name, "err", err)
+		}
+		c.Close()
+		p.ctr = nil
+		if p.logs != nil {
+			p.logs.close()
+			p.logs = nil
+		}
+		if err := d.setState(p, api.StateStopped, 0, reason); err != nil {
+			d.log.Error("record stop", "profile", name, "err", err)
+		}
+	}()
+}
+
+// Version describes the daemon.
+func (d *Daemon) Version() api.VersionInfo {
+	return api.VersionInfo{Version: Version, API: api.Version, CgroupV2: sandbox.CgroupV2(), StateDir: d.cfg.StateDir, DaemonPid: os.Getpid()}
+}
+
+// Version is the daemon's version, set at link time.
+var Version = "dev"
+
+// Events subscribes to state changes.
+func (d *Daemon) Events() (<-chan api.Event, func()) { return d.bus.subscribe() }

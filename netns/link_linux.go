@@ -1,0 +1,183 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// inNS runs fn on a thread switched into ns, then switches back. If the
+// thread cannot be switched back it stays locked, so the runtime retires it
+// instead of handing a goroutine a thread in the wrong namespace.
+func inNS(ns vns.NsHandle, fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := vns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("open current network namespace: %w", err)
+	}
+	defer orig.Close()
+	if err := vns.Set(ns); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter network namespace: %w", err)
+	}
+	ferr := fn()
+	if err := vns.Set(orig); err != nil {
+		return errors.Join(ferr, fmt.Errorf("return to network namespace: %w", err))
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// isPinned reports whether path is a mounted network namespace.
+func openPinned(path string) (vns.NsHandle, bool) {
+	h, err := vns.GetFromPath(path)
+	if err != nil {
+		return vns.None(), false
+	}
+	var st unix.Statfs_t
+	if unix.Fstatfs(int(h), &st) != nil || st.Type != unix.NSFS_MAGIC {
+		h.Close()
+		return vns.None(), false
+	}
+	return h, true
+}
+
+// pinNewNS makes a fresh network namespace and bind-mounts it at path, on a
+// thread that returns to its namespace afterwards.
+func pinNewNS(path string) (vns.NsHandle, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return vns.None(), fmt.Errorf("pin namespace: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o444)
+	if err != nil {
+		return vns.None(), fmt.Errorf("pin namespace: %w", err)
+	}
+	f.Close()
+	runtime.LockOSThread()
+	orig, err := vns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return vns.None(), fmt.Errorf("pin namespace: %w", err)
+	}
+	defer orig.Close()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return vns.None(), fmt.Errorf("pin namespace: unshare: %w", err)
+	}
+	src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+	merr := unix.Mount(src, path, "", unix.MS_BIND, "")
+	if err := vns.Set(orig); err != nil {
+		return vns.None(), fmt.Errorf("pin namespace: return to original namespace: %w", err)
+	}
+	runtime.UnlockOSThread()
+	if merr != nil {
+		os.Remove(path)
+		return vns.None(), fmt.Errorf("pin namespace at %s: %w", path, merr)
+	}
+	h, ok := openPinned(path)
+	if !ok {
+		return vns.None(), fmt.Errorf("pin namespace at %s: not a namespace after mount", path)
+	}
+	return h, nil
+}
+
+// unpin unmounts and removes a pinned namespace; a missing one is fine.
+func unpin(path string) error {
+	for {
+		// Stacked mounts (a re-pin over a stale file) each need one unmount.
+		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			return fmt.Errorf("unpin namespace %s: %w", path, err)
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("unpin namespace %s: %w", path, err)
+	}
+	return nil
+}
+
+func toIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// ensureLink makes the veth pair, addresses, routes and loopback match.
+func ensureLink(host *netlink.Handle, ns vns.NsHandle, hostIf string, gw, work netip.Prefix) error {
+	inner, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in profile namespace: %w", err)
+	}
+	defer inner.Close()
+
+	hl, herr := host.LinkByName(hostIf)
+	el, eerr := inner.LinkByName("eth0")
+	healthy := herr == nil && eerr == nil && hl.Type() == "veth" && el.Type() == "veth"
+	if healthy {
+		// The peer of our host side must be this namespace's eth0.
+		if peer, err := netlink.VethPeerIndex(hl.(*netlink.Veth)); err != nil || peer != el.Attrs().Index {
+			healthy = false
+		}
+	}
+	if !healthy {
+		if herr == nil {
+			if err := host.LinkDel(hl); err != nil {
+				return fmt.Errorf("delete stale %s: %w", hostIf, err)
+			}
+		}
+		if el, err := inner.LinkByName("eth0"); err == nil {
+			if err := inner.LinkDel(el); err != nil {
+				return fmt.Errorf("delete stale eth0 in profile namespace: %w", err)
+			}
+		}
+		veth := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: hostIf},
+			PeerName:      "eth0",
+			PeerNamespace: netlink.NsFd(int(ns)),
+		}
+		if err := host.LinkAdd(veth); err != nil {
+			return fmt.Errorf("create veth %s: %w", hostIf, err)
+		}
+		if hl, err = host.LinkByName(hostIf); err != nil {
+			return fmt.Errorf("find new veth %s: %w", hostIf, err)
+		}
+		if el, err = inner.LinkByName("eth0"); err != nil {
+			return fmt.Errorf("find eth0 in profile namespace: %w", err)
+		}
+	}
+	if err := host.AddrReplace(hl, &netlink.Addr{IPNet: toIPNet(gw)}); err != nil {
+		return fmt.Errorf("address %s on %s: %w", gw, hostIf, err)
+	}
+	if err := host.LinkSetUp(hl); err != nil {
+		return fmt.Errorf("set %s up: %w", hostIf, err)
+	}
+	if err := inner.AddrReplace(el, &netlink.Addr{IPNet: toIPNet(work)}); err != nil {
+		return fmt.Errorf("address %s on eth0: %w", work, err)
+	}
+	for _, l := range []netlink.Link{el} {
+		if err := inner.LinkSetUp(l); err != nil {
+			return fmt.Errorf("set eth0 up: %w", err)
+		}
+	}
+	lo, err := inner.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo in profile namespace: %w", err)
+	}
+	if err := inner.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	def := &netlink.Route{LinkIndex: el.Attrs().Index, Dst: toIPNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: gw.Addr().AsSlice()}
+	if err := inner.RouteReplace(def); err != nil {
+		return fmt.Errorf("default route via %s: %w", gw.Addr(), err)
+	}
+	return nil
+}

@@ -1,0 +1,637 @@
+package netns
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+)
+
+// DefaultPool is the address pool when WithPool is not given.
+var DefaultPool = netip.MustParsePrefix("10.231.0.0/16")
+
+type options struct {
+	pool       netip.Prefix
+	log        *slog.Logger
+	hostNS     string
+	resolvConf string
+}
+
+// Option configures a Manager.
+type Option func(*options) error
+
+// WithPool sets the IPv4 pool profiles' /30 subnets come from (default
+// DefaultPool). It must not overlap a network the host is connected to.
+func WithPool(p netip.Prefix) Option {
+	return func(o *options) error {
+		if err := validPool(p); err != nil {
+			return err
+		}
+		o.pool = p
+		return nil
+	}
+}
+
+// WithLogger sets where the Manager logs (default: nowhere).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("nil logger: %w", ErrInvalid)
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithHostNS makes the Manager work in the network namespace pinned at path
+// instead of the calling thread's (default). Tests use it for a fake host.
+func WithHostNS(path string) Option {
+	return func(o *options) error { o.hostNS = path; return nil }
+}
+
+// WithResolvConf names the host's resolver file, where default upstream
+// resolvers come from (default /etc/resolv.conf).
+func WithResolvConf(path string) Option {
+	return func(o *options) error { o.resolvConf = path; return nil }
+}
+
+// Manager owns the networks of all profiles on one host. Its methods are
+// safe for concurrent use; they are serialized.
+type Manager struct {
+	mu         sync.Mutex
+	runDir     string
+	stateFile  string
+	pool       netip.Prefix
+	log        *slog.Logger
+	resolvConf string
+	hostNS     vns.NsHandle
+	host       *netlink.Handle
+	st         *state
+}
+
+// NewManager opens the state in stateFile (creating none until needed) and
+// pins namespaces under runDir/netns.
+func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
+	o := options{pool: DefaultPool, log: slog.New(slog.NewTextHandler(io.Discard, nil)), resolvConf: "/etc/resolv.conf"}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if runDir == "" || stateFile == "" {
+		return nil, fmt.Errorf("run directory %q and state file %q must both be set: %w", runDir, stateFile, ErrInvalid)
+	}
+	var h vns.NsHandle
+	var err error
+	if o.hostNS != "" {
+		h, err = vns.GetFromPath(o.hostNS)
+	} else {
+		h, err = vns.Get()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open host network namespace %q: %w", o.hostNS, err)
+	}
+	m := &Manager{runDir: runDir, stateFile: stateFile, pool: o.pool, log: o.log, resolvConf: o.resolvConf, hostNS: h}
+	if m.host, err = netlink.NewHandleAt(h); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("netlink in host namespace: %w", err)
+	}
+	if m.st, err = loadState(stateFile, o.pool); err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := m.checkPoolOverlap(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close releases the Manager's handles; the networks stay.
+func (m *Manager) Close() error {
+	if m.host != nil {
+		m.host.Close()
+	}
+	return m.hostNS.Close()
+}
+
+func (m *Manager) checkPoolOverlap() error {
+	addrs, err := m.hostAddrs()
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if a.prefix.Overlaps(m.pool) {
+			return fmt.Errorf("address pool %s overlaps %s on %s: %w", m.pool, a.prefix.Masked(), a.link, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+type hostAddr struct {
+	link   string
+	prefix netip.Prefix
+}
+
+// hostAddrs lists the addresses of the personal side's interfaces (not ours).
+func (m *Manager) hostAddrs() ([]hostAddr, error) {
+	links, err := m.host.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list host links: %w", err)
+	}
+	var out []hostAddr
+	for _, l := range links {
+		name := l.Attrs().Name
+		if strings.HasPrefix(name, hostIfPrefix) {
+			continue
+		}
+		addrs, err := m.host.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, fmt.Errorf("list addresses of %s: %w", name, err)
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok {
+				continue
+			}
+			ones, _ := a.Mask.Size()
+			out = append(out, hostAddr{link: name, prefix: netip.PrefixFrom(ip.Unmap(), ones)})
+		}
+	}
+	return out, nil
+}
+
+// facts gathers what the rules need to know of the host right now.
+func (m *Manager) facts() (hostFacts, error) {
+	var h hostFacts
+	addrs, err := m.hostAddrs()
+	if err != nil {
+		return h, err
+	}
+	for _, a := range addrs {
+		h.Local = append(h.Local, a.prefix.Addr())
+		if !a.prefix.Addr().IsLoopback() {
+			h.Connected = append(h.Connected, a.prefix.Masked())
+		}
+	}
+	routes, err := m.host.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 254}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return h, fmt.Errorf("list host routes: %w", err)
+	}
+	idx := map[int]bool{}
+	for _, r := range routes {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue
+			}
+		}
+		if r.LinkIndex > 0 {
+			idx[r.LinkIndex] = true
+		}
+		for _, nh := range r.MultiPath {
+			idx[nh.LinkIndex] = true
+		}
+	}
+	for i := range idx {
+		l, err := m.host.LinkByIndex(i)
+		if err == nil && !strings.HasPrefix(l.Attrs().Name, hostIfPrefix) {
+			h.Uplinks = append(h.Uplinks, l.Attrs().Name)
+		}
+	}
+	slices.Sort(h.Uplinks)
+	h.DNS = readResolvers(m.resolvConf)
+	if allLoopback(h.DNS) && m.resolvConf == "/etc/resolv.conf" {
+		// A local stub (systemd-resolved) forwards to these.
+		h.DNS = append(h.DNS, readResolvers("/run/systemd/resolve/resolv.conf")...)
+	}
+	return h, nil
+}
+
+func allLoopback(as []netip.Addr) bool {
+	for _, a := range as {
+		if !a.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+func readResolvers(path string) []netip.Addr {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if a, err := netip.ParseAddr(f[1]); err == nil {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	return out
+}
+
+func (m *Manager) nsPath(profile string) string { return filepath.Join(m.runDir, "netns", profile) }
+
+func (m *Manager) hostConn() (*nftables.Conn, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(int(m.hostNS)))
+	if err != nil {
+		return nil, fmt.Errorf("nftables in host namespace: %w", err)
+	}
+	return c, nil
+}
+
+func (m *Manager) refs() []profileRef {
+	var out []profileRef
+	for _, name := range slices.Sorted(maps.Keys(m.st.Profiles)) {
+		p := m.st.Profiles[name]
+		out = append(out, profileRef{Name: name, HostIf: p.HostIf, Subnet: p.Subnet})
+	}
+	return out
+}
+
+// Ensure creates or repairs the profile's network so it matches s: pinned
+// namespace, veth, addresses, routes, and its rules. It is idempotent.
+func (m *Manager) Ensure(ctx context.Context, profile string, s Settings) (*Info, error) {
+	if err := ValidProfile(profile); err != nil {
+		return nil, err
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", profile, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ensure(ctx, profile, s)
+}
+
+func (m *Manager) ensure(ctx context.Context, profile string, s Settings) (*Info, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	hostIf := HostIfName(profile)
+	for name, p := range m.st.Profiles {
+		if name != profile && p.HostIf == hostIf {
+			return nil, fmt.Errorf("profile %s: interface name %s already used by profile %s: %w", profile, hostIf, name, ErrInvalid)
+		}
+	}
+	ps, ok := m.st.Profiles[profile]
+	if !ok {
+		sub, err := m.st.allocate()
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", profile, err)
+		}
+		ps = &profileState{Subnet: sub, HostIf: hostIf}
+		m.st.Profiles[profile] = ps
+		if err := m.st.save(m.stateFile); err != nil {
+			delete(m.st.Profiles, profile)
+			return nil, err
+		}
+		m.log.Info("allocated profile subnet", "profile", profile, "subnet", sub)
+	}
+	gw, work := subnetAddrs(ps.Subnet)
+
+	path := m.nsPath(profile)
+	ns, ok := openPinned(path)
+	if !ok {
+		var err error
+		if ns, err = pinNewNS(path); err != nil {
+			return nil, fmt.Errorf("profile %s: %w", profile, err)
+		}
+		m.log.Info("pinned profile namespace", "profile", profile, "path", path)
+	}
+	defer ns.Close()
+
+	// Rules before links, so the interface never exists unfiltered.
+	pr, err := m.applyRules(profile, ns, s)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureLink(m.host, ns, hostIf, gw, work); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", profile, err)
+	}
+	return &Info{
+		NSPath: path, Addr: work, Gateway: gw, HostIf: hostIf,
+		DNS: pr.DNS, ResolvConf: resolvConf(pr.DNS),
+	}, nil
+}
+
+func resolvConf(dns []netip.Addr) []byte {
+	var b bytes.Buffer
+	b.WriteString("# written by workcell\n")
+	for _, a := range dns {
+		fmt.Fprintf(&b, "nameserver %s\n", a)
+	}
+	return b.Bytes()
+}
+
+// applyRules computes and installs the profile's rules: first inside its
+// namespace, then the host batch; if the host batch fails the inner table is
+// put back as it was.
+func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profileRules, error) {
+	ps := m.st.Profiles[profile]
+	facts, err := m.facts()
+	if err != nil {
+		return profileRules{}, fmt.Errorf("profile %s: %w", profile, err)
+	}
+	ref := profileRef{Name: profile, HostIf: ps.HostIf, Subnet: ps.Subnet}
+	pr, err := buildProfile(ref, m.pool, s, facts)
+	if err != nil {
+		return profileRules{}, fmt.Errorf("profile %s: %w", profile, err)
+	}
+	if s.Mode != ModeOffline {
+		if err := m.enableForwarding(); err != nil {
+			return profileRules{}, err
+		}
+	}
+	if err := m.flushInner(ns, pr); err != nil {
+		return profileRules{}, fmt.Errorf("profile %s: rules in profile namespace: %w", profile, err)
+	}
+	c, err := m.hostConn()
+	if err != nil {
+		return profileRules{}, err
+	}
+	err = hostBatch(c, m.pool, m.refs(), map[string]profileRules{profile: pr}, nil, tableObjects{})
+	if err == nil {
+		err = c.Flush()
+	}
+	if err != nil {
+		if ps.Settings != nil {
+			if old, berr := buildProfile(ref, m.pool, *ps.Settings, facts); berr == nil {
+				if rerr := m.flushInner(ns, old); rerr != nil {
+					m.log.Error("restore profile namespace rules", "profile", profile, "err", rerr)
+				}
+			}
+		}
+		return profileRules{}, fmt.Errorf("profile %s: apply nftables batch: %w", profile, err)
+	}
+	saved := s
+	ps.Settings = &saved
+	if err := m.st.save(m.stateFile); err != nil {
+		return profileRules{}, err
+	}
+	return pr, nil
+}
+
+func (m *Manager) flushInner(ns vns.NsHandle, pr profileRules) error {
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		return err
+	}
+	if err := innerBatch(c, pr); err != nil {
+		return err
+	}
+	return c.Flush()
+}
+
+// enableForwarding turns on IPv4 forwarding in the host namespace and
+// remembers whether it was off, so the last Remove can restore it.
+func (m *Manager) enableForwarding() error {
+	return inNS(m.hostNS, func() error {
+		const p = "/proc/sys/net/ipv4/ip_forward"
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("read ip_forward: %w", err)
+		}
+		if strings.TrimSpace(string(b)) == "1" {
+			return nil
+		}
+		if err := os.WriteFile(p, []byte("1\n"), 0o644); err != nil {
+			return fmt.Errorf("enable ip_forward: %w", err)
+		}
+		m.log.Info("enabled IPv4 forwarding")
+		if !m.st.ForwardingSet {
+			m.st.ForwardingSet, m.st.ForwardingWasOff = true, true
+		}
+		return m.st.save(m.stateFile)
+	})
+}
+
+func (m *Manager) restoreForwarding() error {
+	if !m.st.ForwardingSet || !m.st.ForwardingWasOff {
+		return nil
+	}
+	err := inNS(m.hostNS, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("0\n"), 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("restore ip_forward: %w", err)
+	}
+	m.st.ForwardingSet, m.st.ForwardingWasOff = false, false
+	m.log.Info("restored IPv4 forwarding to off")
+	return m.st.save(m.stateFile)
+}
+
+// Apply changes a running profile's mode and allow-list live. The host side
+// is one atomic nftables batch: on error the previous rules stay.
+func (m *Manager) Apply(ctx context.Context, profile string, s Settings) error {
+	if err := ValidProfile(profile); err != nil {
+		return err
+	}
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("profile %s: %w", profile, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.st.Profiles[profile]; !ok {
+		return fmt.Errorf("profile %s has no network: %w", profile, ErrNotFound)
+	}
+	ns, ok := openPinned(m.nsPath(profile))
+	if !ok {
+		return fmt.Errorf("profile %s: namespace %s is gone; Ensure repairs it: %w", profile, m.nsPath(profile), ErrNotFound)
+	}
+	defer ns.Close()
+	_, err := m.applyRules(profile, ns, s)
+	return err
+}
+
+// Remove deletes everything of the profile's network: namespace, links,
+// rules, sets, counters and its pool entry. Removing an absent profile is
+// not an error.
+func (m *Manager) Remove(ctx context.Context, profile string) error {
+	if err := ValidProfile(profile); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.remove([]string{profile})
+}
+
+func (m *Manager) remove(profiles []string) error {
+	var errs []error
+	gone := map[string]bool{}
+	for _, p := range profiles {
+		gone[p] = true
+	}
+	var keep []profileRef
+	for _, r := range m.refs() {
+		if !gone[r.Name] {
+			keep = append(keep, r)
+		}
+	}
+	c, err := m.hostConn()
+	if err != nil {
+		return err
+	}
+	existing, err := listTableObjects(c)
+	if err != nil {
+		return err
+	}
+	if len(keep) == 0 {
+		// The last profile takes the whole table with it.
+		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
+		c.DelTable(t)
+	} else if err := hostBatch(c, m.pool, keep, nil, profiles, existing); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("remove rules of %s: %w", strings.Join(profiles, ", "), err)
+	}
+	for _, p := range profiles {
+		delete(m.st.Profiles, p)
+	}
+	for _, p := range profiles {
+		if l, err := m.host.LinkByName(HostIfName(p)); err == nil {
+			if err := m.host.LinkDel(l); err != nil {
+				errs = append(errs, fmt.Errorf("profile %s: delete %s: %w", p, HostIfName(p), err))
+			}
+		}
+		if err := unpin(m.nsPath(p)); err != nil {
+			errs = append(errs, fmt.Errorf("profile %s: %w", p, err))
+		}
+		m.log.Info("removed profile network", "profile", p)
+	}
+	if err := m.st.save(m.stateFile); err != nil {
+		errs = append(errs, err)
+	}
+	if len(m.st.Profiles) == 0 {
+		if err := m.restoreForwarding(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Show reports the profile's addresses, settings and counters.
+func (m *Manager) Show(ctx context.Context, profile string) (Status, error) {
+	if err := ctx.Err(); err != nil {
+		return Status{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps, ok := m.st.Profiles[profile]
+	if !ok {
+		return Status{}, fmt.Errorf("profile %s has no network: %w", profile, ErrNotFound)
+	}
+	gw, work := subnetAddrs(ps.Subnet)
+	st := Status{Profile: profile, Info: Info{NSPath: m.nsPath(profile), Addr: work, Gateway: gw, HostIf: ps.HostIf}}
+	if ps.Settings != nil {
+		st.Settings = *ps.Settings
+		if facts, err := m.facts(); err == nil {
+			st.Info.DNS = effectiveDNS(*ps.Settings, facts)
+			st.Info.ResolvConf = resolvConf(st.Info.DNS)
+		}
+	}
+	c, err := m.hostConn()
+	if err != nil {
+		return st, err
+	}
+	ctrs, err := readCounters(c)
+	if err != nil {
+		return st, err
+	}
+	if v := ctrs[objName(profile, "in")]; v != nil {
+		st.Counters.InBytes, st.Counters.InPackets = v.Bytes, v.Packets
+	}
+	if v := ctrs[objName(profile, "out")]; v != nil {
+		st.Counters.OutBytes, st.Counters.OutPackets = v.Bytes, v.Packets
+	}
+	return st, nil
+}
+
+// Reconcile makes the host match want: every wanted profile is ensured, and
+// the namespaces, links and rules of any other profile are deleted. It goes
+// on past a failing profile and reports all failures.
+func (m *Manager) Reconcile(ctx context.Context, want map[string]Settings) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		if err := ValidProfile(name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := want[name].Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("profile %s: %w", name, err))
+			continue
+		}
+		if _, err := m.ensure(ctx, name, want[name]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	stale := map[string]bool{}
+	for name := range m.st.Profiles {
+		if _, ok := want[name]; !ok {
+			stale[name] = true
+		}
+	}
+	if entries, err := os.ReadDir(filepath.Join(m.runDir, "netns")); err == nil {
+		for _, e := range entries {
+			if _, ok := want[e.Name()]; !ok && ValidProfile(e.Name()) == nil {
+				stale[e.Name()] = true
+			}
+		}
+	}
+	if c, err := m.hostConn(); err == nil {
+		if objs, err := listTableObjects(c); err == nil {
+			for p := range objs.profiles() {
+				if _, ok := want[p]; !ok {
+					stale[p] = true
+				}
+			}
+		}
+	}
+	if len(stale) > 0 {
+		if err := m.remove(slices.Sorted(maps.Keys(stale))); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Links of profiles we know nothing about (e.g. a lost state file).
+	wantIf := map[string]bool{}
+	for name := range want {
+		wantIf[HostIfName(name)] = true
+	}
+	if links, err := m.host.LinkList(); err == nil {
+		for _, l := range links {
+			n := l.Attrs().Name
+			if strings.HasPrefix(n, hostIfPrefix) && !wantIf[n] {
+				if err := m.host.LinkDel(l); err != nil {
+					errs = append(errs, fmt.Errorf("delete stray link %s: %w", n, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,489 @@
+package netns
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+)
+
+var direct = Settings{Mode: ModeDirect}
+
+func TestDirectModeReachesOnlyThePublicInternet(t *testing.T) {
+	w := newWorld(t)
+	a := w.ensure("p1", direct)
+	b := w.ensure("p2", direct)
+
+	if a.HostIf != "wc-p1" || !a.Addr.Overlaps(DefaultPool) || a.Addr.Overlaps(b.Addr) {
+		t.Errorf("info: %+v / %+v", a, b)
+	}
+	if rc := string(a.ResolvConf); !strings.Contains(rc, "nameserver "+dnsServer) || strings.Contains(rc, "127.0.0.53") {
+		t.Errorf("resolv.conf must name the upstream resolver and never the loopback stub:\n%s", rc)
+	}
+	check(t, append(w.isolation(a, b),
+		path{name: "work to internet, masqueraded", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true, wantContains: "internet " + hostUplinkAddr},
+		path{name: "work DNS to upstream resolver", ns: a.NSPath, network: "udp", addr: dnsServer + ":53", allowed: true, wantContains: "dns"},
+		path{name: "second profile to internet", ns: b.NSPath, network: "tcp", addr: inetServer + ":443", allowed: true, wantContains: "internet"},
+	)...)
+
+	st, err := w.mgr.Show(context.Background(), "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Counters.OutPackets == 0 || st.Counters.InPackets == 0 || st.Counters.OutBytes == 0 || st.Settings.Mode != ModeDirect {
+		t.Errorf("Show after traffic: %+v", st)
+	}
+	var fwd []byte
+	in(w.host, func() (err error) { fwd, err = os.ReadFile("/proc/sys/net/ipv4/ip_forward"); return err })
+	if strings.TrimSpace(string(fwd)) != "1" {
+		t.Errorf("ip_forward in host namespace = %q, want 1", fwd)
+	}
+}
+
+func TestAllowListChangesLiveWhileAConnectionRuns(t *testing.T) {
+	w := newWorld(t)
+	only8080 := Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.10/tcp:8080")}}
+	a := w.ensure("p1", only8080)
+	b := w.ensure("p2", direct)
+
+	check(t, append(w.isolation(a, b),
+		path{name: "allowed port", ns: a.NSPath, network: "tcp", addr: inetServer + ":8080", allowed: true},
+		path{name: "same host, port not allowed", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
+		path{name: "DNS to the resolver is not subject to the allow-list", ns: a.NSPath, network: "udp", addr: dnsServer + ":53", allowed: true, wantContains: "dns"},
+	)...)
+
+	var conn net.Conn
+	if err := in(a.NSPath, func() (err error) { conn, err = net.DialTimeout("tcp", inetServer+":8080", time.Second); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	conn.SetDeadline(time.Now().Add(probeTimeout))
+	if _, err := rd.ReadString('\n'); err != nil {
+		t.Fatalf("greeting: %v", err)
+	}
+	roundTrip := func(msg string) error {
+		conn.SetDeadline(time.Now().Add(probeTimeout))
+		if _, err := fmt.Fprintln(conn, msg); err != nil {
+			return err
+		}
+		line, err := rd.ReadString('\n')
+		if err == nil && strings.TrimSpace(line) != msg {
+			err = fmt.Errorf("echo %q, want %q", line, msg)
+		}
+		return err
+	}
+	if err := roundTrip("one"); err != nil {
+		t.Fatalf("running connection before the change: %v", err)
+	}
+
+	w.apply("p1", Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.10/tcp:8080"), mustRule("203.0.113.10/tcp:80")}})
+	if err := roundTrip("two"); err != nil {
+		t.Errorf("running connection after widening the allow-list: %v", err)
+	}
+	check(t, path{name: "newly allowed port", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})
+
+	// A rejected change leaves the rules as they were.
+	if err := w.mgr.Apply(context.Background(), "p1", Settings{Mode: ModeDirect, DNS: []netip.Addr{netip.MustParseAddr(hostUplinkAddr)}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Apply with the host's own address as resolver: err = %v, want ErrInvalid", err)
+	}
+	if err := roundTrip("three"); err != nil {
+		t.Errorf("running connection after a rejected change: %v", err)
+	}
+
+	w.apply("p1", Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.10/tcp:80")}})
+	if err := roundTrip("four"); err == nil {
+		t.Errorf("running connection to a destination no longer allowed still works")
+	}
+	check(t, path{name: "still allowed port", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})
+}
+
+func TestOfflineLetsNothingInOrOut(t *testing.T) {
+	w := newWorld(t)
+	a := w.ensure("p1", Settings{Mode: ModeOffline})
+	b := w.ensure("p2", direct)
+	check(t, append(w.isolation(a, b),
+		path{name: "internet", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
+		path{name: "DNS", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
+		path{name: "other profile still online", ns: b.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true},
+	)...)
+	w.apply("p1", direct)
+	check(t, path{name: "internet after going direct", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})
+	w.apply("p1", Settings{Mode: ModeOffline})
+	check(t, path{name: "internet after going offline again", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"})
+}
+
+func TestVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T) {
+	w := newWorld(t)
+	vpn := Settings{Mode: ModeVPNLockdown, DNS: []netip.Addr{netip.MustParseAddr(dnsServer)},
+		VPNEndpoints: []netip.AddrPort{mustAddrPort(vpnEndpoint + ":4789"), mustAddrPort(inetServer + ":443")}}
+	a := w.ensure("p1", vpn)
+	b := w.ensure("p2", direct)
+
+	// No tunnel yet: eth0 reaches the endpoints only.
+	check(t, append(w.isolation(a, b),
+		path{name: "endpoint with port", ns: a.NSPath, network: "tcp", addr: inetServer + ":443", allowed: true},
+		path{name: "same host, not an endpoint port", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
+		path{name: "DNS outside the tunnel", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
+	)...)
+
+	// A real tunnel (VXLAN over UDP: this kernel has no ipip or gre): the
+	// server end in the router, the client end inside the profile. Both ends
+	// send from port 4789 so the NATed flow is one conntrack entry.
+	ipCmd(t, "-n", w.rtrName, "link", "add", "vpn0", "type", "vxlan", "id", "42", "local", vpnEndpoint,
+		"remote", hostUplinkAddr, "dstport", "4789", "srcport", "4789", "4790")
+	ipCmd(t, "-n", w.rtrName, "addr", "add", "10.99.0.1/30", "dev", "vpn0")
+	ipCmd(t, "-n", w.rtrName, "link", "set", "vpn0", "up")
+	ns, err := vns.GetFromPath(a.NSPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	tun := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vpn0"}, VxlanId: 42, SrcAddr: a.Addr.Addr().AsSlice(),
+		Group: net.ParseIP(vpnEndpoint), Port: 4789, PortLow: 4789, PortHigh: 4790, Learning: true}
+	must(t, h.LinkAdd(tun))
+	must(t, h.AddrAdd(tun, &netlink.Addr{IPNet: toIPNet(netip.MustParsePrefix("10.99.0.2/30"))}))
+	must(t, h.LinkSetUp(tun))
+	eth0, err := h.LinkByName("eth0")
+	must(t, err)
+	must(t, h.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: toIPNet(netip.MustParsePrefix(vpnEndpoint + "/32")), Gw: a.Gateway.Addr().AsSlice()}))
+	for _, half := range []string{"0.0.0.0/1", "128.0.0.0/1"} {
+		must(t, h.RouteAdd(&netlink.Route{LinkIndex: tun.Attrs().Index, Dst: toIPNet(netip.MustParsePrefix(half)), Gw: net.ParseIP("10.99.0.1")}))
+	}
+	// The router answers the tunnel's clients through the tunnel.
+
+	check(t,
+		path{name: "internet through the tunnel", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true, wantContains: "internet 10.99.0.2"},
+		path{name: "DNS through the tunnel", ns: a.NSPath, network: "udp", addr: dnsServer + ":53", allowed: true, wantContains: "dns 10.99.0.2"},
+		path{name: "home LAN with tunnel up", ns: a.NSPath, network: "tcp", addr: lanServer + ":80"},
+	)
+
+	// Kill switch: the tunnel goes down, traffic falls back to eth0 and dies.
+	must(t, h.LinkSetDown(tun))
+	leaksBefore := w.dnsFromElsewhere.Load()
+	check(t,
+		path{name: "internet with tunnel down", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
+		path{name: "DNS with tunnel down", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
+		path{name: "endpoint still reachable to bring the tunnel back", ns: a.NSPath, network: "tcp", addr: inetServer + ":443", allowed: true},
+	)
+	if n := w.dnsFromElsewhere.Load() - leaksBefore; n != 0 {
+		t.Errorf("resolver saw %d queries from outside the tunnel with the tunnel down", n)
+	}
+
+	// A VPN client holds NET_ADMIN: even if it drops the profile's own table,
+	// the host still lets eth0 reach only the endpoints.
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	must(t, err)
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
+	must(t, c.Flush())
+	check(t,
+		path{name: "internet with tunnel down and profile table gone", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
+		path{name: "DNS with tunnel down and profile table gone", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
+	)
+	if n := w.dnsFromElsewhere.Load() - leaksBefore; n != 0 {
+		t.Errorf("resolver saw %d queries from outside the tunnel", n)
+	}
+
+	// Back up again after the Ensure repair.
+	if _, err := w.mgr.Ensure(context.Background(), "p1", vpn); err != nil {
+		t.Fatal(err)
+	}
+	must(t, h.LinkSetUp(tun))
+	for _, half := range []string{"0.0.0.0/1", "128.0.0.0/1"} {
+		must(t, h.RouteReplace(&netlink.Route{LinkIndex: tun.Attrs().Index, Dst: toIPNet(netip.MustParsePrefix(half)), Gw: net.ParseIP("10.99.0.1")}))
+	}
+	check(t, path{name: "internet through the tunnel again", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true, wantContains: "internet 10.99.0.2"})
+
+	// An endpoint without a port admits any protocol to that address (ipip,
+	// gre, esp); here plain TCP to the endpoint's address shows it.
+	must(t, h.LinkSetDown(tun))
+	w.apply("p1", Settings{Mode: ModeVPNLockdown, VPNEndpoints: []netip.AddrPort{mustAddrPort(vpnEndpoint + ":0")}})
+	check(t,
+		path{name: "any protocol to a port-0 endpoint", ns: a.NSPath, network: "tcp", addr: vpnEndpoint + ":80", allowed: true},
+		path{name: "former endpoint no longer allowed", ns: a.NSPath, network: "tcp", addr: inetServer + ":443"},
+	)
+}
+
+func TestEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T) {
+	w := newWorld(t)
+	a := w.ensure("p1", direct)
+	b := w.ensure("p2", direct)
+
+	c, err := w.mgr.hostConn()
+	must(t, err)
+	c.FlushTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
+	must(t, c.Flush())
+	// Shows the probes can see a hole: without rules, the home LAN is open.
+	check(t, path{name: "home LAN with rules flushed (control)", ns: a.NSPath, network: "tcp", addr: lanServer + ":80", allowed: true})
+
+	if err := w.mgr.Reconcile(context.Background(), map[string]Settings{"p1": direct, "p2": direct}); err != nil {
+		t.Fatal(err)
+	}
+	check(t, append(w.isolation(a, b),
+		path{name: "internet after repair", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})...)
+
+	ipCmd(t, "-n", w.hostName, "link", "del", "wc-p1")
+	check(t, path{name: "internet with veth gone", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"})
+	again, err := w.mgr.Ensure(context.Background(), "p1", direct)
+	must(t, err)
+	if again.Addr != a.Addr || again.NSPath != a.NSPath {
+		t.Errorf("repair changed the profile's address or namespace: %+v -> %+v", a, again)
+	}
+	check(t, append(w.isolation(a, b),
+		path{name: "internet after veth repair", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})...)
+
+	// Deleting the whole table is repaired too.
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
+	must(t, c.Flush())
+	_, err = w.mgr.Ensure(context.Background(), "p1", direct)
+	must(t, err)
+	// p2's chain is back (empty) and fails closed until p2 is ensured.
+	check(t,
+		path{name: "p1 internet after table re-created", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true},
+		path{name: "p2 fails closed until ensured", ns: b.NSPath, network: "tcp", addr: lanServer + ":80"},
+	)
+}
+
+func TestRemoveLeavesNothing(t *testing.T) {
+	w := newWorld(t)
+	a := w.ensure("p1", Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.0/24")}})
+	w.ensure("p2", direct)
+	ctx := context.Background()
+
+	must(t, w.mgr.Remove(ctx, "p1"))
+	must(t, w.mgr.Remove(ctx, "p1")) // idempotent
+	if _, err := w.mgr.Show(ctx, "p1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Show after Remove: %v, want ErrNotFound", err)
+	}
+	if _, err := os.Stat(a.NSPath); !os.IsNotExist(err) {
+		t.Errorf("namespace pin %s still there: %v", a.NSPath, err)
+	}
+	assertNoTrace(t, w, "p1", "wc-p1")
+	state, _ := os.ReadFile(w.stateFile)
+	if strings.Contains(string(state), `"p1"`) {
+		t.Errorf("state file still holds p1:\n%s", state)
+	}
+	if err := w.mgr.Apply(ctx, "p1", direct); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Apply on removed profile: %v, want ErrNotFound", err)
+	}
+
+	must(t, w.mgr.Remove(ctx, "p2"))
+	assertNoTrace(t, w, "p2", "wc-p2")
+	c, err := w.mgr.hostConn()
+	must(t, err)
+	tables, err := c.ListTables()
+	must(t, err)
+	for _, tb := range tables {
+		if tb.Name == tableName {
+			t.Errorf("table %s left after the last profile", tableName)
+		}
+	}
+	var fwd []byte
+	in(w.host, func() (err error) { fwd, err = os.ReadFile("/proc/sys/net/ipv4/ip_forward"); return err })
+	if strings.TrimSpace(string(fwd)) != "0" {
+		t.Errorf("ip_forward = %q after the last profile, want it restored to 0", fwd)
+	}
+}
+
+func assertNoTrace(t *testing.T, w *world, profile, hostIf string) {
+	t.Helper()
+	if out, _ := exec.Command("ip", "-n", w.hostName, "-o", "link").CombinedOutput(); strings.Contains(string(out), hostIf+"@") || strings.Contains(string(out), hostIf+":") {
+		t.Errorf("link %s left:\n%s", hostIf, out)
+	}
+	c, err := w.mgr.hostConn()
+	must(t, err)
+	objs, err := listTableObjects(c)
+	must(t, err)
+	if objs.profiles()[profile] {
+		t.Errorf("nftables objects of %s left: chains %v sets %v counters %v", profile, objs.chains[profile], objs.sets[profile], objs.counters[profile])
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	must(t, err)
+	for _, ch := range chains {
+		rules, err := c.GetRules(ch.Table, ch)
+		must(t, err)
+		for _, r := range rules {
+			if s := fmt.Sprintf("%+v", r.Exprs); strings.Contains(s, profile+":") {
+				t.Errorf("rule in %s still names %s: %s", ch.Name, profile, s)
+			}
+		}
+	}
+}
+
+func TestRestartKeepsAddressesAndReconcileDropsOthers(t *testing.T) {
+	w := newWorld(t)
+	a := w.ensure("p1", direct)
+	w.ensure("p2", direct)
+
+	m2 := w.newManager() // a restarted daemon
+	w.mgr = m2
+	if err := m2.Reconcile(context.Background(), map[string]Settings{"p1": direct}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m2.Show(context.Background(), "p1")
+	must(t, err)
+	if st.Info.Addr != a.Addr {
+		t.Errorf("address after restart %s, want %s", st.Info.Addr, a.Addr)
+	}
+	assertNoTrace(t, w, "p2", "wc-p2")
+	check(t, path{name: "p1 internet after reconcile", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})
+}
+
+func TestPoolOverlapAndBadInputAreRejected(t *testing.T) {
+	w := newWorld(t)
+	if _, err := NewManager(w.runDir, w.stateFile, WithHostNS(w.host), WithPool(netip.MustParsePrefix("192.168.0.0/16"))); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "192.168.50.0/24") {
+		t.Errorf("pool overlapping the home LAN: %v", err)
+	}
+	if _, err := w.mgr.Ensure(context.Background(), "Bad/Name", direct); !errors.Is(err, ErrInvalid) {
+		t.Errorf("bad profile name: %v", err)
+	}
+	if _, err := w.mgr.Ensure(context.Background(), "p1", Settings{Mode: "online"}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"online"`) {
+		t.Errorf("bad mode: %v", err)
+	}
+}
+
+// Mode transitions in random order end in the same kernel state as applying
+// the last settings to a fresh profile.
+func TestTransitionsInRandomOrderMatchFreshApply(t *testing.T) {
+	w := newWorld(t)
+	all := []Settings{
+		direct,
+		{Mode: ModeOffline},
+		{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.0/24"), mustRule("198.18.0.0/15/udp:53"), mustRule("203.0.113.10/tcp:443")}},
+		{Mode: ModeVPNLockdown, VPNEndpoints: []netip.AddrPort{mustAddrPort(vpnEndpoint + ":0"), mustAddrPort(inetServer + ":51820")}},
+		{Mode: ModeDirect, DNS: []netip.Addr{netip.MustParseAddr("203.0.113.99")}},
+	}
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	ctx := context.Background()
+	for round := 0; round < 3; round++ {
+		seq := shuffled(r, all)
+		_, err := w.mgr.Ensure(ctx, "p1", seq[0])
+		must(t, err)
+		for _, s := range seq[1:] {
+			must(t, w.mgr.Apply(ctx, "p1", s))
+		}
+		last := seq[len(seq)-1]
+		got := dumpProfile(t, w, "p1")
+		must(t, w.mgr.Remove(ctx, "p1"))
+		_, err = w.mgr.Ensure(ctx, "p1", last)
+		must(t, err)
+		want := dumpProfile(t, w, "p1")
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("round %d: after %v:\n got %v\nwant %v", round, modes(seq), got, want)
+		}
+		must(t, w.mgr.Remove(ctx, "p1"))
+	}
+}
+
+func modes(ss []Settings) []Mode {
+	var out []Mode
+	for _, s := range ss {
+		out = append(out, s.Mode)
+	}
+	return out
+}
+
+// dumpProfile renders the profile's chains and set elements, host and inner,
+// as the kernel reports them.
+func dumpProfile(t *testing.T, w *world, profile string) []string {
+	t.Helper()
+	var out []string
+	dump := func(where string, c *nftables.Conn, only func(string) bool) {
+		table := &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
+		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		must(t, err)
+		for _, ch := range chains {
+			if !only(ch.Name) {
+				continue
+			}
+			rules, err := c.GetRules(table, ch)
+			must(t, err)
+			for _, r := range rules {
+				out = append(out, fmt.Sprintf("%s %s: %s", where, ch.Name, exprString(r)))
+			}
+		}
+		sets, err := c.GetSets(table)
+		must(t, err)
+		for _, s := range sets {
+			if !only(s.Name) {
+				continue
+			}
+			el, err := c.GetSetElements(s)
+			must(t, err)
+			var keys []string
+			for _, e := range el {
+				keys = append(keys, fmt.Sprintf("%x-%x-%v", e.Key, e.KeyEnd, e.IntervalEnd))
+			}
+			slices.Sort(keys)
+			out = append(out, fmt.Sprintf("%s set %s: %v", where, s.Name, keys))
+		}
+	}
+	c, err := w.mgr.hostConn()
+	must(t, err)
+	dump("host", c, func(n string) bool { return strings.HasPrefix(n, profile+":") })
+	ns, err := vns.GetFromPath(w.mgr.nsPath(profile))
+	must(t, err)
+	defer ns.Close()
+	ic, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	must(t, err)
+	dump("inner", ic, func(string) bool { return true })
+	slices.Sort(out)
+	return out
+}
+
+func exprString(r *nftables.Rule) string {
+	var parts []string
+	for _, e := range r.Exprs {
+		parts = append(parts, fmt.Sprintf("%T%+v", e, e))
+	}
+	s := strings.Join(parts, " ")
+	// Set IDs differ between batches; names identify sets.
+	for _, id := range []string{"SetID:"} {
+		for {
+			i := strings.Index(s, id)
+			if i < 0 {
+				break
+			}
+			j := i + len(id)
+			for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+				j++
+			}
+			s = s[:i] + s[j:]
+		}
+	}
+	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustRule(s string) Rule {
+	r, err := ParseRule(s)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}

@@ -1,0 +1,315 @@
+package netns
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	vns "github.com/vishvananda/netns"
+)
+
+// requireRoot fails (never skips) a test that needs root.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (network namespaces, veth, nftables): run `go test` as root")
+	}
+}
+
+// Addresses of the fake world every integration test builds.
+const (
+	hostUplinkAddr = "198.51.100.2" // the phone on its uplink
+	routerAddr     = "198.51.100.1" // the uplink's gateway, a directly connected network
+	hostLANAddr    = "192.168.50.1"
+	lanServer      = "192.168.50.2" // a host in the home LAN
+	inetServer     = "203.0.113.10" // "the internet": ports 80, 443, 8080 (echo)
+	vpnEndpoint    = "203.0.113.20"
+	dnsServer      = "203.0.113.53"
+)
+
+// world is a fake phone ("host" namespace) with an uplink into a router that
+// plays the internet, a home LAN, and services on the host itself.
+type world struct {
+	t                 *testing.T
+	host, router, lan string // namespace paths
+	hostName, rtrName string
+	mgr               *Manager
+	runDir, stateFile string
+	dnsFromTunnel     atomic.Int64 // queries the resolver saw from the tunnel
+	dnsFromElsewhere  atomic.Int64 // queries the resolver saw from anywhere else
+	resolvConfPath    string
+}
+
+var nsSeq atomic.Int64
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func newWorld(t *testing.T) *world {
+	requireRoot(t)
+	id := fmt.Sprintf("wct%d-%d", os.Getpid()%10000, nsSeq.Add(1))
+	w := &world{t: t, hostName: id + "-h", rtrName: id + "-r"}
+	lanName := id + "-l"
+	for _, n := range []string{w.hostName, w.rtrName, lanName} {
+		ipCmd(t, "netns", "add", n)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
+		ipCmd(t, "-n", n, "link", "set", "lo", "up")
+	}
+	w.host, w.router, w.lan = "/run/netns/"+w.hostName, "/run/netns/"+w.rtrName, "/run/netns/"+lanName
+
+	ipCmd(t, "-n", w.hostName, "link", "add", "up0", "type", "veth", "peer", "name", "r-up", "netns", w.rtrName)
+	ipCmd(t, "-n", w.hostName, "addr", "add", hostUplinkAddr+"/24", "dev", "up0")
+	ipCmd(t, "-n", w.hostName, "link", "set", "up0", "up")
+	ipCmd(t, "-n", w.hostName, "route", "add", "default", "via", routerAddr)
+	ipCmd(t, "-n", w.rtrName, "addr", "add", routerAddr+"/24", "dev", "r-up")
+	ipCmd(t, "-n", w.rtrName, "link", "set", "r-up", "up")
+	for _, a := range []string{inetServer, vpnEndpoint, dnsServer} {
+		ipCmd(t, "-n", w.rtrName, "addr", "add", a+"/32", "dev", "lo")
+	}
+	// A hostile internet would try to reach work directly.
+	ipCmd(t, "-n", w.rtrName, "route", "add", "10.231.0.0/16", "via", hostUplinkAddr)
+
+	ipCmd(t, "-n", w.hostName, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lanName)
+	ipCmd(t, "-n", w.hostName, "addr", "add", hostLANAddr+"/24", "dev", "lan0")
+	ipCmd(t, "-n", w.hostName, "link", "set", "lan0", "up")
+	ipCmd(t, "-n", lanName, "addr", "add", lanServer+"/24", "dev", "eth0")
+	ipCmd(t, "-n", lanName, "link", "set", "eth0", "up")
+	ipCmd(t, "-n", lanName, "route", "add", "default", "via", hostLANAddr)
+
+	for _, p := range []string{"80", "443"} {
+		w.serve(w.router, "0.0.0.0:"+p, "internet")
+	}
+	w.echo(w.router, "0.0.0.0:8080")
+	w.dns(w.router, dnsServer+":53")
+	w.serve(w.lan, "0.0.0.0:80", "lan")
+	w.serve(w.host, "0.0.0.0:7000", "host-any")
+	w.serve(w.host, "127.0.0.1:7001", "host-loopback")
+
+	dir := t.TempDir()
+	w.runDir, w.stateFile = filepath.Join(dir, "run"), filepath.Join(dir, "state", "net.json")
+	w.resolvConfPath = filepath.Join(dir, "resolv.conf")
+	// A loopback stub first: it must never end up in the profile.
+	os.WriteFile(w.resolvConfPath, []byte("nameserver 127.0.0.53\nnameserver "+dnsServer+"\n"), 0o644)
+	t.Cleanup(func() {
+		// Pins live outside the test's namespaces: unmount them.
+		entries, _ := os.ReadDir(filepath.Join(w.runDir, "netns"))
+		for _, e := range entries {
+			unpin(filepath.Join(w.runDir, "netns", e.Name()))
+		}
+	})
+	w.mgr = w.newManager()
+	return w
+}
+
+func (w *world) newManager() *Manager {
+	w.t.Helper()
+	m, err := NewManager(w.runDir, w.stateFile, WithHostNS(w.host), WithResolvConf(w.resolvConfPath))
+	if err != nil {
+		w.t.Fatalf("NewManager: %v", err)
+	}
+	w.t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// in runs fn on a thread inside the namespace at path.
+func in(path string, fn func() error) error {
+	h, err := vns.GetFromPath(path)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return inNS(h, fn)
+}
+
+func (w *world) listen(ns, network, addr string) net.Listener {
+	w.t.Helper()
+	var l net.Listener
+	if err := in(ns, func() (err error) { l, err = net.Listen(network, addr); return err }); err != nil {
+		w.t.Fatalf("listen %s in %s: %v", addr, ns, err)
+	}
+	w.t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// serve answers every connection with "NAME REMOTEADDR\n".
+func (w *world) serve(ns, addr, name string) {
+	l := w.listen(ns, "tcp", addr)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr().(*net.TCPAddr).IP)
+			c.Close()
+		}
+	}()
+}
+
+// echo echoes lines back.
+func (w *world) echo(ns, addr string) {
+	l := w.listen(ns, "tcp", addr)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "echo\n")
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					fmt.Fprintf(c, "%s\n", sc.Text())
+				}
+			}()
+		}
+	}()
+}
+
+// dns answers any datagram with "dns SRC" and counts where queries came from.
+func (w *world) dns(ns, addr string) {
+	var pc net.PacketConn
+	if err := in(ns, func() (err error) { pc, err = net.ListenPacket("udp", addr); return err }); err != nil {
+		w.t.Fatalf("listen udp %s: %v", addr, err)
+	}
+	w.t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			src := from.(*net.UDPAddr).IP
+			if src.Equal(net.ParseIP("10.99.0.2")) {
+				w.dnsFromTunnel.Add(1)
+			} else {
+				w.dnsFromElsewhere.Add(1)
+			}
+			pc.WriteTo([]byte("dns "+src.String()+"\n"), from)
+		}
+	}()
+}
+
+const probeTimeout = 800 * time.Millisecond
+
+// fetch connects from namespace ns and returns the first line the server sends.
+func fetch(ns, network, addr string) (string, error) {
+	var c net.Conn
+	err := in(ns, func() (err error) {
+		c, err = (&net.Dialer{Timeout: probeTimeout}).Dial(network, addr)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(probeTimeout))
+	if network == "udp" {
+		if _, err := c.Write([]byte("query")); err != nil {
+			return "", err
+		}
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// path is one connection attempt and whether it must work.
+type path struct {
+	name         string
+	ns           string
+	network      string
+	addr         string
+	allowed      bool
+	wantContains string // when allowed: the server's line must contain this
+}
+
+// check tries all paths at once and reports each one that behaves wrongly.
+func check(t *testing.T, paths ...path) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]string, len(paths))
+	for i, p := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			line, err := fetch(p.ns, p.network, p.addr)
+			switch {
+			case p.allowed && err != nil:
+				errs[i] = fmt.Sprintf("%s (%s %s): should work, got %v", p.name, p.network, p.addr, err)
+			case p.allowed && !strings.Contains(line, p.wantContains):
+				errs[i] = fmt.Sprintf("%s (%s %s): got %q, want it to contain %q", p.name, p.network, p.addr, line, p.wantContains)
+			case !p.allowed && err == nil:
+				errs[i] = fmt.Sprintf("%s (%s %s): should be blocked, got %q", p.name, p.network, p.addr, line)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != "" {
+			t.Error(e)
+		}
+	}
+}
+
+func (w *world) ensure(profile string, s Settings) *Info {
+	w.t.Helper()
+	info, err := w.mgr.Ensure(context.Background(), profile, s)
+	if err != nil {
+		w.t.Fatalf("Ensure %s: %v", profile, err)
+	}
+	w.serve(info.NSPath, "0.0.0.0:9000", "work-"+profile)
+	return info
+}
+
+func (w *world) apply(profile string, s Settings) {
+	w.t.Helper()
+	if err := w.mgr.Apply(context.Background(), profile, s); err != nil {
+		w.t.Fatalf("Apply %s: %v", profile, err)
+	}
+}
+
+// isolation are the paths that must be blocked in every mode, both ways,
+// between profile a and everything personal (and profile b).
+func (w *world) isolation(a, b *Info) []path {
+	wa, wb := a.Addr.Addr().String(), b.Addr.Addr().String()
+	return []path{
+		{name: "work to host uplink address (0.0.0.0 service)", ns: a.NSPath, network: "tcp", addr: hostUplinkAddr + ":7000"},
+		{name: "work to veth host address", ns: a.NSPath, network: "tcp", addr: a.Gateway.Addr().String() + ":7000"},
+		{name: "work to host LAN address", ns: a.NSPath, network: "tcp", addr: hostLANAddr + ":7000"},
+		{name: "work to host loopback service via gateway", ns: a.NSPath, network: "tcp", addr: a.Gateway.Addr().String() + ":7001"},
+		{name: "work to home LAN server", ns: a.NSPath, network: "tcp", addr: lanServer + ":80"},
+		{name: "work to uplink router (connected network)", ns: a.NSPath, network: "tcp", addr: routerAddr + ":80"},
+		{name: "work to other profile", ns: a.NSPath, network: "tcp", addr: wb + ":9000"},
+		{name: "work to other profile's gateway", ns: a.NSPath, network: "tcp", addr: b.Gateway.Addr().String() + ":7000"},
+		{name: "host into work", ns: w.host, network: "tcp", addr: wa + ":9000"},
+		{name: "home LAN into work", ns: w.lan, network: "tcp", addr: wa + ":9000"},
+		{name: "internet into work", ns: w.router, network: "tcp", addr: wa + ":9000"},
+		{name: "other profile into work", ns: b.NSPath, network: "tcp", addr: wa + ":9000"},
+	}
+}
+
+func shuffled[T any](r *rand.Rand, xs []T) []T {
+	out := append([]T(nil), xs...)
+	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

@@ -1,0 +1,342 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+)
+
+// State is a container's state as the kernel sees it.
+type State string
+
+const (
+	Running State = "running"
+	Paused  State = "paused"
+	Stopped State = "stopped"
+)
+
+// Container is a started or adopted container. Its methods are safe for
+// concurrent use.
+type Container struct {
+	id  string
+	lc  *libcontainer.Container
+	pid int
+	log *slog.Logger
+
+	mu    sync.Mutex // guards pidfd against Close
+	pidfd int        // -1: init was already gone when adopted, or closed
+	// reaped is closed once our child init is reaped; nil for an adopted
+	// container (not our child, someone else reaps it).
+	reaped chan struct{}
+}
+
+// ID returns the container's id.
+func (c *Container) ID() string { return c.id }
+
+// Pid returns the host pid of the container's init.
+func (c *Container) Pid() int { return c.pid }
+
+// Close releases the handle's resources (the pidfd); the container itself is
+// not touched.
+func (c *Container) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pidfd < 0 {
+		return nil
+	}
+	err := unix.Close(c.pidfd)
+	c.pidfd = -1
+	if err != nil {
+		return fmt.Errorf("container %s: close pidfd: %w", c.id, err)
+	}
+	return nil
+}
+
+// State returns running, paused or stopped. Paused is read from the freezer
+// cgroup, so it is right whoever froze the container.
+func (c *Container) State(ctx context.Context) (State, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("container %s: state: %w", c.id, err)
+	}
+	st, err := c.lc.Status()
+	if err != nil {
+		return "", fmt.Errorf("container %s: state: %w", c.id, err)
+	}
+	switch st {
+	case libcontainer.Paused:
+		return Paused, nil
+	case libcontainer.Stopped:
+		return Stopped, nil
+	default:
+		return Running, nil
+	}
+}
+
+// Freeze freezes every process of the container (work mode off). On cgroup
+// v2 it waits for the kernel's notification, on v1 it retries as
+// libcontainer does (v1 has no notification).
+func (c *Container) Freeze(ctx context.Context) error {
+	if err := c.setFrozen(ctx, true); err != nil {
+		return fmt.Errorf("container %s: freeze: %w", c.id, err)
+	}
+	return nil
+}
+
+// Thaw resumes a frozen container.
+func (c *Container) Thaw(ctx context.Context) error {
+	if err := c.setFrozen(ctx, false); err != nil {
+		return fmt.Errorf("container %s: thaw: %w", c.id, err)
+	}
+	return nil
+}
+
+func (c *Container) setFrozen(ctx context.Context, frozen bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if cgroups.IsCgroup2UnifiedMode() {
+		st, err := c.lc.State()
+		if err != nil {
+			return err
+		}
+		dir := st.CgroupPaths[""]
+		if dir == "" {
+			return errors.New("no cgroup v2 path in the container state")
+		}
+		if frozen {
+			if s, err := c.lc.Status(); err != nil {
+				return err
+			} else if s == libcontainer.Stopped {
+				return libcontainer.ErrNotRunning
+			}
+		}
+		return freezeV2(ctx, dir, frozen)
+	}
+	if frozen {
+		return c.lc.Pause()
+	}
+	err := c.lc.Resume()
+	if errors.Is(err, libcontainer.ErrNotPaused) {
+		return nil
+	}
+	return err
+}
+
+// Stop sends SIGTERM to init, waits up to grace for it to exit, then kills
+// every process of the container; a paused container is thawed after the
+// signal so that it can act on it. It then destroys the container: cgroups
+// and state dir are removed.
+func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
+	st, err := c.State(ctx)
+	if err != nil {
+		return fmt.Errorf("container %s: stop: %w", c.id, err)
+	}
+	if st != Stopped && c.alive() {
+		if err := c.lc.Signal(unix.SIGTERM); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			return fmt.Errorf("container %s: stop: SIGTERM: %w", c.id, err)
+		}
+		if st == Paused {
+			if err := c.Thaw(ctx); err != nil {
+				return fmt.Errorf("container %s: stop: %w", c.id, err)
+			}
+		}
+		gctx, cancel := context.WithTimeout(ctx, grace)
+		err := c.Wait(gctx)
+		cancel()
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("container %s: stop: %w", c.id, ctx.Err())
+		}
+		if err != nil {
+			c.log.Info("container ignored SIGTERM, killing", "id", c.id, "grace", grace)
+			// init is pid 1 of its own pid namespace: SIGKILL to it
+			// takes every process of the namespace down.
+			if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+				return fmt.Errorf("container %s: stop: SIGKILL: %w", c.id, err)
+			}
+			if err := c.Wait(ctx); err != nil {
+				return fmt.Errorf("container %s: stop: %w", c.id, err)
+			}
+		}
+	} else if st == Paused {
+		// init is dead but the cgroup is frozen: thaw so it can go.
+		if err := c.Thaw(ctx); err != nil {
+			return fmt.Errorf("container %s: stop: %w", c.id, err)
+		}
+	}
+	if err := c.lc.Destroy(); err != nil {
+		return fmt.Errorf("container %s: stop: %w", c.id, err)
+	}
+	c.log.Info("container stopped", "id", c.id)
+	return nil
+}
+
+// alive reports whether init has not exited yet, without blocking.
+func (c *Container) alive() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pidfd < 0 {
+		return false
+	}
+	exited, err := pidfdExited(c.pidfd)
+	return err == nil && !exited
+}
+
+// Wait returns when init has exited. It blocks in the Go netpoller on a
+// pidfd, so it also works for an adopted init that is not our child, and it
+// returns ctx's error when ctx ends first.
+func (c *Container) Wait(ctx context.Context) error {
+	if err := c.waitInit(ctx); err != nil {
+		return fmt.Errorf("container %s: wait: %w", c.id, err)
+	}
+	return nil
+}
+
+func (c *Container) waitInit(ctx context.Context) error {
+	c.mu.Lock()
+	fd := -1
+	var err error
+	if c.pidfd >= 0 {
+		// A private dup: each waiter sets its own deadline.
+		fd, err = unix.FcntlInt(uintptr(c.pidfd), unix.F_DUPFD_CLOEXEC, 0)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("dup pidfd: %w", err)
+	}
+	if fd >= 0 {
+		if err := waitPidfd(ctx, fd); err != nil {
+			return err
+		}
+	}
+	if c.reaped != nil {
+		select {
+		case <-c.reaped:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// ExecSpec describes a process to run in a running container. Nil files
+// mean /dev/null.
+type ExecSpec struct {
+	Args, Env             []string // Env default: DefaultEnv
+	Cwd                   string   // default "/"
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Exec runs a process in the container, with the container's capabilities,
+// seccomp profile and no_new_privs, and returns its exit code: 128+N when it
+// was killed by signal N. Cancelling ctx kills it.
+func (c *Container) Exec(ctx context.Context, e ExecSpec) (int, error) {
+	if len(e.Args) == 0 {
+		return -1, fmt.Errorf("container %s: exec: no args: %w", c.id, ErrInvalidSpec)
+	}
+	if err := ctx.Err(); err != nil {
+		return -1, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], err)
+	}
+	// A process joining a frozen cgroup would freeze at once and Exec
+	// would hang until ctx ends.
+	if st, err := c.State(ctx); err != nil {
+		return -1, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], err)
+	} else if st != Running {
+		return -1, fmt.Errorf("container %s: exec %s: container is %s", c.id, e.Args[0], st)
+	}
+	p := &libcontainer.Process{Args: e.Args, Env: e.Env, Cwd: e.Cwd}
+	if len(p.Env) == 0 {
+		p.Env = DefaultEnv
+	}
+	if p.Cwd == "" {
+		p.Cwd = "/"
+	}
+	// Assign only non-nil files: a nil *os.File in an io.Writer is not nil.
+	if e.Stdin != nil {
+		p.Stdin = e.Stdin
+	}
+	if e.Stdout != nil {
+		p.Stdout = e.Stdout
+	}
+	if e.Stderr != nil {
+		p.Stderr = e.Stderr
+	}
+	if err := c.lc.Run(p); err != nil {
+		return -1, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], err)
+	}
+	type result struct {
+		ps  *os.ProcessState
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ps, err := p.Wait()
+		done <- result{ps, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		_ = p.Signal(unix.SIGKILL)
+		<-done
+		return -1, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], ctx.Err())
+	}
+	if res.ps == nil {
+		return -1, fmt.Errorf("container %s: exec %s: wait: %w", c.id, e.Args[0], res.err)
+	}
+	ws, ok := res.ps.Sys().(syscall.WaitStatus)
+	if !ok {
+		return -1, fmt.Errorf("container %s: exec %s: unexpected wait status %T", c.id, e.Args[0], res.ps.Sys())
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+// Stats are a snapshot of the container's cgroup counters. A limit of 0
+// means unlimited.
+type Stats struct {
+	CPUUsageNanos                 uint64
+	MemoryBytes, MemoryLimitBytes uint64
+	Pids, PidsLimit               uint64
+}
+
+// unlimitedMemory: v1 reports "no limit" as a page-rounded MaxInt64, v2 as
+// MaxUint64.
+const unlimitedMemory = math.MaxInt64 / 2
+
+// Stats reads the container's CPU, memory and pids counters.
+func (c *Container) Stats(ctx context.Context) (Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return Stats{}, fmt.Errorf("container %s: stats: %w", c.id, err)
+	}
+	s, err := c.lc.Stats()
+	if err != nil {
+		return Stats{}, fmt.Errorf("container %s: stats: %w", c.id, err)
+	}
+	cs := s.CgroupStats
+	if cs == nil {
+		return Stats{}, fmt.Errorf("container %s: stats: no cgroup stats", c.id)
+	}
+	out := Stats{
+		CPUUsageNanos:    cs.CpuStats.CpuUsage.TotalUsage,
+		MemoryBytes:      cs.MemoryStats.Usage.Usage,
+		MemoryLimitBytes: cs.MemoryStats.Usage.Limit,
+		Pids:             cs.PidsStats.Current,
+		PidsLimit:        cs.PidsStats.Limit,
+	}
+	if out.MemoryLimitBytes > unlimitedMemory {
+		out.MemoryLimitBytes = 0
+	}
+	return out, nil
+}

@@ -1,0 +1,486 @@
+package sandbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Limits are the resource limits of a container. Zero means unlimited.
+type Limits struct {
+	MemoryBytes int64
+	CPUMillis   int64 // 1000 = one CPU
+	Pids        int64
+}
+
+// HardenOptions are what the daemon, not the bundle, decides. Everything here
+// is trusted: it is applied after validation.
+type HardenOptions struct {
+	ID string
+	// Hostname is used when the bundle sets none; default the ID.
+	Hostname string
+	Limits   Limits
+	// NetNSPath is joined as the container's network namespace; empty means
+	// a fresh, empty one.
+	NetNSPath string
+	// CgroupParent is the cgroup (cgroupfs path) under which the container's
+	// cgroup ID is made; default DefaultCgroupParent.
+	CgroupParent string
+	Mounts       []specs.Mount
+	Devices      []specs.LinuxDevice
+}
+
+// DefaultCgroupParent is the cgroup under which containers are placed unless
+// HardenOptions.CgroupParent says otherwise.
+const DefaultCgroupParent = "/workcell"
+
+// DefaultEnv is the environment of processes that give none.
+var DefaultEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+// cpuPeriod is the CFS period used to express CPUMillis as a quota.
+const cpuPeriod = 100000 // µs
+
+// minCPUQuota is the smallest quota the kernel accepts (1 ms).
+const minCPUQuota = 1000 // µs
+
+// AllowedCapabilities is Docker's default capability set minus NET_RAW and
+// MKNOD: the most a work container may hold.
+var AllowedCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE", "CAP_SETFCAP",
+}
+
+// Runc's default masked and read-only paths (runc spec), which Harden adds to
+// the bundle's own.
+var (
+	defaultMaskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+		"/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+	}
+	defaultReadonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// allowedMountTypes are filesystems that expose nothing of the host beyond
+// what the container's own namespaces show.
+var allowedMountTypes = []string{"proc", "tmpfs", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"}
+
+// namespacedSysctlPrefixes are the sysctls that belong to a namespace the
+// container owns (net, ipc); anything else would change the host.
+var namespacedSysctlPrefixes = []string{"net.", "kernel.shm", "kernel.msg", "fs.mqueue."}
+
+var namespacedSysctlExact = []string{"kernel.sem"}
+
+// LoadBundle reads dir/config.json, checks that root.path resolves inside the
+// bundle and exists, and runs Validate.
+func LoadBundle(dir string) (*specs.Spec, error) {
+	name := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("load bundle %s: %w", dir, err)
+	}
+	spec, err := decodeSpec(name, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := Validate(spec); err != nil {
+		return nil, fmt.Errorf("load bundle %s: %w", dir, err)
+	}
+	rootfs, err := rootfsPath(dir, spec)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(rootfs)
+	if err != nil {
+		return nil, fmt.Errorf("load bundle %s: root.path: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("load bundle %s: root.path: %s is not a directory: %w", dir, rootfs, ErrInvalidSpec)
+	}
+	return spec, nil
+}
+
+// decodeSpec parses config.json strictly: unknown fields and trailing data
+// are errors, and syntax errors name the file and byte offset.
+func decodeSpec(name string, data []byte) (*specs.Spec, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var spec specs.Spec
+	if err := dec.Decode(&spec); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn):
+			return nil, fmt.Errorf("%s: offset %d: %w: %w", name, syn.Offset, err, ErrInvalidSpec)
+		case errors.As(err, &typ):
+			return nil, fmt.Errorf("%s: offset %d: field %s: %w: %w", name, typ.Offset, typ.Field, err, ErrInvalidSpec)
+		default:
+			return nil, fmt.Errorf("%s: offset %d: %w: %w", name, dec.InputOffset(), err, ErrInvalidSpec)
+		}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%s: offset %d: trailing data after the JSON object: %w", name, dec.InputOffset(), ErrInvalidSpec)
+	}
+	return &spec, nil
+}
+
+// rootfsPath returns the absolute rootfs of a validated spec, refusing one
+// that resolves (through symlinks) outside the bundle.
+func rootfsPath(bundleDir string, spec *specs.Spec) (string, error) {
+	abs, err := filepath.Abs(bundleDir)
+	if err != nil {
+		return "", fmt.Errorf("bundle %s: %w", bundleDir, err)
+	}
+	bundleReal, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("bundle %s: %w", bundleDir, err)
+	}
+	p := filepath.Join(bundleReal, spec.Root.Path)
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", fmt.Errorf("bundle %s: root.path: %w", bundleDir, err)
+	}
+	rel, err := filepath.Rel(bundleReal, real)
+	if err != nil || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("bundle %s: %w", bundleDir, &FieldError{"root.path", fmt.Sprintf("%q resolves to %s, outside the bundle", spec.Root.Path, real)})
+	}
+	return real, nil
+}
+
+// Validate refuses anything in spec that would weaken the sandbox. It returns
+// all violations joined; each is a *FieldError naming its field, and each
+// wraps ErrInvalidSpec.
+//
+// User and time namespaces are refused: the work container runs without a
+// user namespace (the phone's kernels differ too much in their support) and
+// a time namespace buys nothing here.
+func Validate(spec *specs.Spec) error {
+	if spec == nil {
+		return &FieldError{"(root)", "no spec"}
+	}
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, &FieldError{field, fmt.Sprintf(format, a...)})
+	}
+
+	if spec.Root == nil || spec.Root.Path == "" {
+		bad("root.path", "missing")
+	} else if filepath.IsAbs(spec.Root.Path) || !filepath.IsLocal(spec.Root.Path) {
+		bad("root.path", "%q must be a relative path inside the bundle", spec.Root.Path)
+	}
+	if spec.Hooks != nil {
+		bad("hooks", "hooks run on the host as root and are not allowed")
+	}
+	if spec.Windows != nil || spec.Solaris != nil || spec.VM != nil || spec.ZOS != nil || spec.FreeBSD != nil {
+		bad("(root)", "only a linux container is supported")
+	}
+
+	validateProcess(spec.Process, bad)
+
+	for i, m := range spec.Mounts {
+		f := fmt.Sprintf("mounts[%d]", i)
+		if !strings.HasPrefix(m.Destination, "/") {
+			bad(f+".destination", "%q must be an absolute path", m.Destination)
+		}
+		if m.Type == "bind" || m.Type == "rbind" {
+			bad(f+".type", "bind mounts of host paths are not allowed")
+		} else if !slices.Contains(allowedMountTypes, m.Type) {
+			bad(f+".type", "mount type %q is not allowed (allowed: %s)", m.Type, strings.Join(allowedMountTypes, ", "))
+		}
+		for j, o := range m.Options {
+			if o == "bind" || o == "rbind" {
+				bad(fmt.Sprintf("%s.options[%d]", f, j), "bind mounts of host paths are not allowed")
+			}
+		}
+	}
+
+	if l := spec.Linux; l != nil {
+		validateLinux(l, bad)
+	}
+	return errors.Join(errs...)
+}
+
+func validateProcess(p *specs.Process, bad func(field, format string, a ...any)) {
+	if p == nil {
+		bad("process", "missing")
+		return
+	}
+	if len(p.Args) == 0 && p.CommandLine == "" {
+		bad("process.args", "missing")
+	}
+	if p.Terminal {
+		bad("process.terminal", "a terminal is not supported; init's output goes to the daemon's log")
+	}
+	if p.Capabilities != nil {
+		sets := []struct {
+			name string
+			caps []string
+		}{
+			{"bounding", p.Capabilities.Bounding},
+			{"effective", p.Capabilities.Effective},
+			{"permitted", p.Capabilities.Permitted},
+			{"inheritable", p.Capabilities.Inheritable},
+			{"ambient", p.Capabilities.Ambient},
+		}
+		for _, s := range sets {
+			for i, c := range s.caps {
+				if !slices.Contains(AllowedCapabilities, c) {
+					bad(fmt.Sprintf("process.capabilities.%s[%d]", s.name, i), "capability %s is not allowed", c)
+				}
+			}
+		}
+	}
+	if p.ApparmorProfile == "unconfined" {
+		bad("process.apparmorProfile", "an unconfined process is not allowed")
+	}
+	if p.OOMScoreAdj != nil && *p.OOMScoreAdj < 0 {
+		bad("process.oomScoreAdj", "%d would shield the container from the OOM killer", *p.OOMScoreAdj)
+	}
+	if s := p.Scheduler; s != nil {
+		switch s.Policy {
+		case specs.SchedFIFO, specs.SchedRR, specs.SchedDeadline:
+			bad("process.scheduler.policy", "real-time policy %s is not allowed", s.Policy)
+		}
+	}
+	if io := p.IOPriority; io != nil && io.Class == specs.IOPRIO_CLASS_RT {
+		bad("process.ioPriority.class", "real-time I/O class is not allowed")
+	}
+}
+
+func validateLinux(l *specs.Linux, bad func(field, format string, a ...any)) {
+	for i, ns := range l.Namespaces {
+		f := fmt.Sprintf("linux.namespaces[%d]", i)
+		if ns.Path != "" {
+			bad(f+".path", "joining an existing namespace is not allowed")
+		}
+		switch ns.Type {
+		case specs.PIDNamespace, specs.NetworkNamespace, specs.MountNamespace,
+			specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace:
+		case specs.UserNamespace, specs.TimeNamespace:
+			bad(f+".type", "%s namespace is not supported", ns.Type)
+		default:
+			bad(f+".type", "unknown namespace type %q", ns.Type)
+		}
+	}
+	if len(l.UIDMappings) > 0 {
+		bad("linux.uidMappings", "user namespaces are not supported")
+	}
+	if len(l.GIDMappings) > 0 {
+		bad("linux.gidMappings", "user namespaces are not supported")
+	}
+	for i, d := range l.Devices {
+		bad(fmt.Sprintf("linux.devices[%d]", i), "device %s is not allowed; devices come from the daemon", d.Path)
+	}
+	if r := l.Resources; r != nil {
+		for i, d := range r.Devices {
+			if d.Allow {
+				bad(fmt.Sprintf("linux.resources.devices[%d].allow", i), "allowing device access is not allowed")
+			}
+		}
+		if r.CPU != nil && (r.CPU.RealtimeRuntime != nil || r.CPU.RealtimePeriod != nil) {
+			bad("linux.resources.cpu.realtimeRuntime", "real-time CPU time is not allowed")
+		}
+	}
+	for k := range l.Sysctl {
+		if !slices.Contains(namespacedSysctlExact, k) && !slices.ContainsFunc(namespacedSysctlPrefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
+			bad("linux.sysctl."+k, "not a namespaced sysctl; it would change the host")
+		}
+	}
+	if l.Seccomp != nil {
+		bad("linux.seccomp", "a custom seccomp profile is not allowed; the default profile is enforced")
+	}
+	switch l.RootfsPropagation {
+	case "", "private", "rprivate", "slave", "rslave":
+	default:
+		bad("linux.rootfsPropagation", "%q would propagate mounts to the host", l.RootfsPropagation)
+	}
+	if len(l.NetDevices) > 0 {
+		bad("linux.netDevices", "moving host network devices into the container is not allowed")
+	}
+	if l.IntelRdt != nil {
+		bad("linux.intelRdt", "not supported")
+	}
+}
+
+// Harden validates spec and returns the spec the daemon actually runs: a deep
+// copy with the sandbox's defaults enforced and opts applied. Root.Path of the
+// result is absolute.
+func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec, error) {
+	if opts.ID == "" {
+		return nil, fmt.Errorf("harden: no container id: %w", ErrInvalidSpec)
+	}
+	if err := Validate(spec); err != nil {
+		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
+	}
+	if err := validateLimits(opts.Limits); err != nil {
+		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
+	}
+	rootfs, err := rootfsPath(bundleDir, spec)
+	if err != nil {
+		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
+	}
+	s, err := deepCopy(spec)
+	if err != nil {
+		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
+	}
+	s.Root.Path = rootfs
+	if s.Version == "" {
+		s.Version = specs.Version
+	}
+	if s.Hostname == "" {
+		s.Hostname = opts.Hostname
+		if s.Hostname == "" {
+			s.Hostname = opts.ID
+		}
+	}
+
+	p := s.Process
+	p.Terminal = false
+	p.NoNewPrivileges = true
+	if len(p.Env) == 0 {
+		p.Env = slices.Clone(DefaultEnv)
+	}
+	if p.Cwd == "" {
+		p.Cwd = "/"
+	}
+	p.Capabilities = hardenCapabilities(p.Capabilities)
+
+	for i := range s.Mounts {
+		// Read-only views of the host's sysfs and of the cgroup tree: a net
+		// namespace does not make sysfs writes harmless.
+		if t := s.Mounts[i].Type; (t == "sysfs" || t == "cgroup" || t == "cgroup2") && !slices.Contains(s.Mounts[i].Options, "ro") {
+			s.Mounts[i].Options = append(slices.DeleteFunc(s.Mounts[i].Options, func(o string) bool { return o == "rw" }), "ro")
+		}
+	}
+	s.Mounts = append(s.Mounts, opts.Mounts...)
+
+	if s.Linux == nil {
+		s.Linux = &specs.Linux{}
+	}
+	l := s.Linux
+	l.Namespaces = []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace},
+		{Type: specs.MountNamespace},
+		{Type: specs.UTSNamespace},
+		{Type: specs.IPCNamespace},
+		{Type: specs.NetworkNamespace, Path: opts.NetNSPath},
+		{Type: specs.CgroupNamespace},
+	}
+	l.MaskedPaths = union(defaultMaskedPaths, l.MaskedPaths)
+	l.ReadonlyPaths = union(defaultReadonlyPaths, l.ReadonlyPaths)
+
+	if l.Resources == nil {
+		l.Resources = &specs.LinuxResources{}
+	}
+	r := l.Resources
+	// Deny all, then libcontainer's defaults (specconv.AllowedDevices) and
+	// the daemon's own devices are allowed.
+	r.Devices = []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
+	l.Devices = slices.Clone(opts.Devices)
+	for _, d := range opts.Devices {
+		major, minor := d.Major, d.Minor
+		r.Devices = append(r.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+	}
+	r.Memory, r.CPU, r.Pids = nil, nil, nil
+	if m := opts.Limits.MemoryBytes; m > 0 {
+		r.Memory = &specs.LinuxMemory{Limit: &m}
+	}
+	if c := opts.Limits.CPUMillis; c > 0 {
+		quota, period := c*cpuPeriod/1000, uint64(cpuPeriod)
+		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	}
+	if n := opts.Limits.Pids; n > 0 {
+		r.Pids = &specs.LinuxPids{Limit: &n}
+	}
+
+	parent := opts.CgroupParent
+	if parent == "" {
+		parent = DefaultCgroupParent
+	}
+	l.CgroupsPath = "/" + strings.Trim(parent, "/") + "/" + opts.ID
+
+	seccomp, err := defaultSeccompProfile(s)
+	if err != nil {
+		return nil, fmt.Errorf("harden %s: default seccomp profile: %w", opts.ID, err)
+	}
+	l.Seccomp = seccomp
+	return s, nil
+}
+
+func validateLimits(l Limits) error {
+	var errs []error
+	if l.MemoryBytes < 0 {
+		errs = append(errs, fmt.Errorf("memory limit %d is negative: %w", l.MemoryBytes, ErrInvalidSpec))
+	}
+	if l.CPUMillis < 0 {
+		errs = append(errs, fmt.Errorf("cpu limit %d is negative: %w", l.CPUMillis, ErrInvalidSpec))
+	} else if l.CPUMillis > 0 && l.CPUMillis*cpuPeriod/1000 < minCPUQuota {
+		errs = append(errs, fmt.Errorf("cpu limit %d millis is below the kernel's minimum of %d: %w", l.CPUMillis, minCPUQuota*1000/cpuPeriod, ErrInvalidSpec))
+	}
+	if l.Pids < 0 {
+		errs = append(errs, fmt.Errorf("pids limit %d is negative: %w", l.Pids, ErrInvalidSpec))
+	}
+	return errors.Join(errs...)
+}
+
+// hardenCapabilities intersects the bundle's sets with AllowedCapabilities; a
+// bundle without capabilities gets the allowed set as bounding, effective
+// and permitted.
+func hardenCapabilities(c *specs.LinuxCapabilities) *specs.LinuxCapabilities {
+	if c == nil {
+		return &specs.LinuxCapabilities{
+			Bounding:  slices.Clone(AllowedCapabilities),
+			Effective: slices.Clone(AllowedCapabilities),
+			Permitted: slices.Clone(AllowedCapabilities),
+		}
+	}
+	keep := func(set []string) []string {
+		out := []string{}
+		for _, c := range set {
+			if slices.Contains(AllowedCapabilities, c) && !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	return &specs.LinuxCapabilities{
+		Bounding:    keep(c.Bounding),
+		Effective:   keep(c.Effective),
+		Permitted:   keep(c.Permitted),
+		Inheritable: keep(c.Inheritable),
+		Ambient:     keep(c.Ambient),
+	}
+}
+
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func deepCopy(s *specs.Spec) (*specs.Spec, error) {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("copy spec: %w", err)
+	}
+	var c specs.Spec
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("copy spec: %w", err)
+	}
+	return &c, nil
+}
