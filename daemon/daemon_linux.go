@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -226,7 +227,7 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	// Check the source first for a quick, precise answer; the copy is
 	// checked again (it is what will run).
 	if _, err := sandbox.LoadBundle(req.Bundle); err != nil {
-		return api.Profile{}, api.Errorf(api.ErrInvalidArgument, "bundle %s: %w", req.Bundle, err)
+		return api.Profile{}, api.Errorf(api.ErrInvalidArgument, "%s", oneLine(err))
 	}
 	p := &profile{installing: true}
 	d.mu.Lock()
@@ -240,7 +241,7 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	p.rec = record{Name: req.Name, State: api.StateStopped, Limits: req.Limits, CreatedAt: time.Now().UTC()}
 	err := d.store.install(p.rec, req.Bundle, func(bundle string) error {
 		if _, err := sandbox.LoadBundle(bundle); err != nil {
-			return api.Errorf(api.ErrInvalidArgument, "bundle %s: %w", req.Bundle, err)
+			return api.Errorf(api.ErrInvalidArgument, "bundle %s, as copied: %s", req.Bundle, oneLine(err))
 		}
 		return nil
 	})
@@ -257,6 +258,12 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	d.log.Info("profile installed", "profile", req.Name, "bundle", req.Bundle)
 	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: req.Name, State: api.StateStopped, Reason: "installed"})
 	return p.status(), nil
+}
+
+// oneLine joins the lines of a multi-error (every refused field of a
+// bundle) into one line for the API and the CLI.
+func oneLine(err error) string {
+	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
 }
 
 func checkLimits(l api.Limits) error {
@@ -464,9 +471,36 @@ func (d *Daemon) Exec(ctx context.Context, name string, req api.ExecRequest, std
 	}
 	code, err := c.Exec(ctx, sandbox.ExecSpec{Args: req.Args, Env: req.Env, Cwd: req.Cwd, Stdin: stdin, Stdout: stdout, Stderr: stderr})
 	if err != nil {
+		// A command that cannot be started answers like a shell does
+		// (127 not found, 126 not executable), on the caller's stderr.
+		if code, ok := shellCode(err); ok && stderr != nil {
+			fmt.Fprintf(stderr, "workcell: exec %s: %s\n", req.Args[0], shellReason(code))
+			return code, nil
+		}
 		return -1, fmt.Errorf("exec %q in profile %s: %w", req.Args[0], name, err)
 	}
 	return code, nil
+}
+
+// shellCode maps a failure to start a command to a shell's exit code.
+// libcontainer reports the init's exec error as text, so match both the
+// error chain and the text.
+func shellCode(err error) (int, bool) {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, os.ErrNotExist) || strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "executable file not found"):
+		return 127, true
+	case errors.Is(err, os.ErrPermission) || strings.Contains(msg, "permission denied") || strings.Contains(msg, "exec format error"):
+		return 126, true
+	}
+	return 0, false
+}
+
+func shellReason(code int) string {
+	if code == 127 {
+		return "command not found"
+	}
+	return "permission denied or not executable"
 }
 
 // watch follows a container's init: if it dies without the daemon asking

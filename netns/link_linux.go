@@ -123,10 +123,9 @@ func ensureLink(host *netlink.Handle, ns vns.NsHandle, hostIf string, gw, work n
 	el, eerr := inner.LinkByName("eth0")
 	healthy := herr == nil && eerr == nil && hl.Type() == "veth" && el.Type() == "veth"
 	if healthy {
-		// The peer of our host side must be this namespace's eth0.
-		if peer, err := netlink.VethPeerIndex(hl.(*netlink.Veth)); err != nil || peer != el.Attrs().Index {
-			healthy = false
-		}
+		// Each end's IFLA_LINK names the other's index: they are one pair.
+		// (netlink.VethPeerIndex would ask the caller's namespace, not host's.)
+		healthy = hl.Attrs().ParentIndex == el.Attrs().Index && el.Attrs().ParentIndex == hl.Attrs().Index
 	}
 	if !healthy {
 		if herr == nil {

@@ -251,7 +251,7 @@ func readResolvers(path string) []netip.Addr {
 func (m *Manager) nsPath(profile string) string { return filepath.Join(m.runDir, "netns", profile) }
 
 func (m *Manager) hostConn() (*nftables.Conn, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(int(m.hostNS)))
+	c, err := newConn(int(m.hostNS))
 	if err != nil {
 		return nil, fmt.Errorf("nftables in host namespace: %w", err)
 	}
@@ -390,7 +390,7 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 }
 
 func (m *Manager) flushInner(ns vns.NsHandle, pr profileRules) error {
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	c, err := newConn(int(ns))
 	if err != nil {
 		return err
 	}

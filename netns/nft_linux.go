@@ -4,16 +4,44 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
 var (
 	typeAddrProtoPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 )
+
+// batchBufBytes sizes the netlink socket buffers: a batch holding
+// allow-lists of tens of thousands of entries is sent in one sendmsg.
+const batchBufBytes = 64 << 20
+
+// newConn opens nftables in the namespace behind fd.
+func newConn(fd int) (*nftables.Conn, error) {
+	return nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = rc.Control(func(fd uintptr) {
+			// The FORCE variants pass net.core.wmem_max; we hold CAP_NET_ADMIN.
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, batchBufBytes)
+			if serr == nil {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, batchBufBytes)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}))
+}
 
 // batch collects one nftables transaction against one table.
 type batch struct {
@@ -86,8 +114,9 @@ func (b *batch) replaceSet(s setSpec) error {
 			elems = append(elems, nftables.SetElement{Key: appKey(lo, r.Proto, r.Port), KeyEnd: appKey(hi, r.Proto, r.Port)})
 		}
 	}
-	if len(elems) > 0 {
-		if err := b.c.SetAddElements(set, elems); err != nil {
+	// One message per chunk: a netlink attribute holds at most 64 KiB.
+	for chunk := range slices.Chunk(elems, 512) {
+		if err := b.c.SetAddElements(set, chunk); err != nil {
 			return fmt.Errorf("set %s: %w", s.Name, err)
 		}
 	}

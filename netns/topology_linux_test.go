@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -304,12 +303,6 @@ func (w *world) isolation(a, b *Info) []path {
 		{name: "internet into work", ns: w.router, network: "tcp", addr: wa + ":9000"},
 		{name: "other profile into work", ns: b.NSPath, network: "tcp", addr: wa + ":9000"},
 	}
-}
-
-func shuffled[T any](r *rand.Rand, xs []T) []T {
-	out := append([]T(nil), xs...)
-	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	return out
 }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

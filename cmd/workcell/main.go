@@ -99,7 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err.Error()}
 		},
-		Commands: []*cli.Command{
+		Commands: withJSONFlag([]*cli.Command{
 			{Name: "profiles", Usage: "list the profiles", Action: cmdProfiles},
 			{
 				Name: "install", Usage: "import an OCI runtime bundle as a new profile (root/system only)", ArgsUsage: "NAME BUNDLE_DIR",
@@ -129,8 +129,19 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			{Name: "exec", Usage: "run a command in a running profile", ArgsUsage: "[NAME] -- CMD [ARG...]", SkipFlagParsing: true, Action: cmdExec},
 			{Name: "events", Usage: "follow the profiles' state changes", Action: cmdEvents},
 			{Name: "version", Usage: "show the daemon's version", Action: cmdVersion},
-		},
+		}),
 	}
+}
+
+// withJSONFlag lets --json stand after the command too (`workcell status
+// --json`), as users type it.
+func withJSONFlag(cmds []*cli.Command) []*cli.Command {
+	for _, c := range cmds {
+		if !c.SkipFlagParsing {
+			c.Flags = append(c.Flags, &cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"})
+		}
+	}
+	return cmds
 }
 
 func client(c *cli.Context) *api.Client { return api.NewClient(c.String("socket")) }
@@ -157,7 +168,7 @@ func cmdProfiles(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
+	if wantJSON(c) {
 		return printJSON(c, ps)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
@@ -215,7 +226,7 @@ func cmdRemove(c *cli.Context) error {
 	if err := client(c).Remove(c.Context, name); err != nil {
 		return err
 	}
-	if c.Bool("json") {
+	if wantJSON(c) {
 		return printJSON(c, api.Profile{Name: name, State: api.StateAbsent})
 	}
 	fmt.Fprintf(c.App.Writer, "%s: removed\n", name)
@@ -248,7 +259,7 @@ func cmdAction(act string) cli.ActionFunc {
 }
 
 func printProfile(c *cli.Context, p api.Profile) error {
-	if c.Bool("json") {
+	if wantJSON(c) {
 		return printJSON(c, p)
 	}
 	if p.Pid != 0 {
@@ -280,7 +291,7 @@ func cmdStats(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
+	if wantJSON(c) {
 		return printJSON(c, s)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
@@ -339,7 +350,7 @@ func cmdExec(c *cli.Context) error {
 
 func cmdEvents(c *cli.Context) error {
 	return client(c).Events(c.Context, func(ev api.Event) error {
-		if c.Bool("json") {
+		if wantJSON(c) {
 			b, _ := json.Marshal(ev)
 			_, err := fmt.Fprintln(c.App.Writer, string(b))
 			return err
@@ -358,9 +369,19 @@ func cmdVersion(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("json") {
+	if wantJSON(c) {
 		return printJSON(c, v)
 	}
 	fmt.Fprintf(c.App.Writer, "workcelld %s (api %s, cgroup v2: %t, pid %d)\n", v.Version, v.API, v.CgroupV2, v.DaemonPid)
 	return nil
+}
+
+// wantJSON reports whether --json was given before or after the command.
+func wantJSON(c *cli.Context) bool {
+	for _, x := range c.Lineage() {
+		if x.IsSet("json") {
+			return true
+		}
+	}
+	return false
 }

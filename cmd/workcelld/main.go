@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
-	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/urfave/cli/v2"
 
 	"github.com/workcell/workcell/daemon"

@@ -1,0 +1,298 @@
+package netns
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var (
+	testPool = netip.MustParsePrefix("10.231.0.0/16")
+	testRef  = profileRef{Name: "p", HostIf: "wc-p", Subnet: netip.MustParsePrefix("10.231.0.4/30")}
+	testHost = hostFacts{
+		Uplinks:   []string{"wlan0"},
+		Connected: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("127.0.0.0/8")},
+		Local:     []netip.Addr{netip.MustParseAddr("192.168.1.20"), netip.MustParseAddr("127.0.0.1")},
+		DNS:       []netip.Addr{netip.MustParseAddr("127.0.0.53"), netip.MustParseAddr("192.168.1.1")},
+	}
+)
+
+func ruleStrings(rs []ruleSpec) []string {
+	out := []string{}
+	for _, r := range rs {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+func setStrings(ss []setSpec) []string {
+	out := []string{}
+	for _, s := range ss {
+		out = append(out, s.String())
+	}
+	return out
+}
+
+// The exact rules each mode must produce.
+func TestBuildProfileRules(t *testing.T) {
+	denyBase := "set p:deny {0.0.0.0/8, 10.231.0.0/16, 127.0.0.0/8, 169.254.0.0/16, 192.168.1.0/24, 224.0.0.0/3}"
+	tests := []struct {
+		name                       string
+		s                          Settings
+		out, in, innerOut, innerIn []string
+		sets                       []string
+		dns                        []string
+	}{
+		{
+			name: "direct, empty allow-list: all public destinations",
+			s:    Settings{Mode: ModeDirect},
+			out: []string{
+				"counter name p:out",
+				"meta nfproto ipv6 drop",
+				"oifname != @p:up drop",
+				"ip daddr . meta l4proto . th dport @p:dns accept",
+				"ip daddr @p:deny drop",
+				"accept",
+			},
+			in: []string{"counter name p:in", "ct state established,related accept", "drop"},
+			sets: []string{
+				"set p:up {wlan0}",
+				"set p:deny {0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.0.0.0/24, 192.168.0.0/16, 198.18.0.0/15, 224.0.0.0/3}",
+				"set p:dns {192.168.1.1/32 . tcp . 53, 192.168.1.1/32 . udp . 53}",
+				"set p:allow {}", "set p:allowpp {}", "set p:vpn {}", "set p:vpnpp {}",
+			},
+			innerOut: []string{}, innerIn: []string{},
+			dns: []string{"192.168.1.1"},
+		},
+		{
+			name: "direct with allow-list and own resolver",
+			s: Settings{Mode: ModeDirect, Uplinks: []string{"rmnet0", "wlan0", "rmnet0"}, DNS: []netip.Addr{netip.MustParseAddr("9.9.9.9")},
+				Allow: []Rule{mustRule("10.1.0.0/16"), mustRule("10.0.0.0/8"), mustRule("203.0.113.7/tcp:443"), mustRule("203.0.113.6/tcp:443"), mustRule("203.0.113.7/udp:443")}},
+			out: []string{
+				"counter name p:out",
+				"meta nfproto ipv6 drop",
+				"oifname != @p:up drop",
+				"ip daddr . meta l4proto . th dport @p:dns accept",
+				"ip daddr @p:deny drop",
+				"ip daddr @p:allow accept",
+				"ip daddr . meta l4proto . th dport @p:allowpp accept",
+				"drop",
+			},
+			in: []string{"counter name p:in", "ct state established,related accept", "drop"},
+			sets: []string{
+				"set p:up {rmnet0, wlan0}",
+				denyBase,
+				"set p:dns {9.9.9.9/32 . tcp . 53, 9.9.9.9/32 . udp . 53}",
+				"set p:allow {10.0.0.0/8}",
+				"set p:allowpp {203.0.113.6/31 . tcp . 443, 203.0.113.7/32 . udp . 443}",
+				"set p:vpn {}", "set p:vpnpp {}",
+			},
+			innerOut: []string{}, innerIn: []string{},
+			dns: []string{"9.9.9.9"},
+		},
+		{
+			name: "vpn-lockdown: eth0 to endpoints only, kill switch inside",
+			s: Settings{Mode: ModeVPNLockdown, Allow: []Rule{mustRule("10.0.0.0/8")},
+				VPNEndpoints: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.1:51820"), netip.MustParseAddrPort("198.51.100.9:0")}},
+			out: []string{
+				"counter name p:out",
+				"meta nfproto ipv6 drop",
+				"oifname != @p:up drop",
+				"ip daddr @p:deny drop",
+				"ip daddr @p:vpn accept",
+				"ip daddr . meta l4proto . th dport @p:vpnpp accept",
+				"drop",
+			},
+			in: []string{"counter name p:in", "ct state established,related accept", "drop"},
+			sets: []string{
+				"set p:up {wlan0}", denyBase, "set p:dns {}", "set p:allow {}", "set p:allowpp {}",
+				"set p:vpn {198.51.100.9/32}",
+				"set p:vpnpp {203.0.113.1/32 . tcp . 51820, 203.0.113.1/32 . udp . 51820}",
+			},
+			innerOut: []string{
+				`oifname "eth0" ip daddr @vpn accept`,
+				`oifname "eth0" ip daddr . meta l4proto . th dport @vpnpp accept`,
+				`oifname "eth0" drop`,
+			},
+			innerIn: []string{`iifname "eth0" ct state established,related accept`, `iifname "eth0" drop`},
+			dns:     []string{"192.168.1.1"},
+		},
+		{
+			name:     "offline: nothing in or out",
+			s:        Settings{Mode: ModeOffline, Allow: []Rule{mustRule("10.0.0.0/8")}},
+			out:      []string{"counter name p:out", "drop"},
+			in:       []string{"counter name p:in", "drop"},
+			sets:     []string{"set p:up {wlan0}", denyBase, "set p:dns {}", "set p:allow {}", "set p:allowpp {}", "set p:vpn {}", "set p:vpnpp {}"},
+			innerOut: []string{`oifname "eth0" drop`},
+			innerIn:  []string{`iifname "eth0" drop`},
+			dns:      []string{"192.168.1.1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := buildProfile(testRef, testPool, tt.s, testHost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				what      string
+				got, want []string
+			}{
+				{"out", ruleStrings(got.Out), tt.out},
+				{"in", ruleStrings(got.In), tt.in},
+				{"sets", setStrings(got.Sets), tt.sets},
+				{"inner out", ruleStrings(got.InnerOut), tt.innerOut},
+				{"inner in", ruleStrings(got.InnerIn), tt.innerIn},
+			} {
+				if !reflect.DeepEqual(c.got, c.want) {
+					t.Errorf("%s:\n got %q\nwant %q", c.what, c.got, c.want)
+				}
+			}
+			var dns []string
+			for _, a := range got.DNS {
+				dns = append(dns, a.String())
+			}
+			if !reflect.DeepEqual(dns, tt.dns) {
+				t.Errorf("dns %v, want %v (never loopback)", dns, tt.dns)
+			}
+		})
+	}
+}
+
+func TestBuildProfileRejectsHostResolver(t *testing.T) {
+	_, err := buildProfile(testRef, testPool, Settings{Mode: ModeDirect, DNS: []netip.Addr{netip.MustParseAddr("192.168.1.20")}}, testHost)
+	if err == nil || !strings.Contains(err.Error(), "dns 192.168.1.20") {
+		t.Errorf("resolver on the host itself: %v", err)
+	}
+}
+
+func TestBaseRules(t *testing.T) {
+	refs := []profileRef{
+		{Name: "b", HostIf: "wc-b", Subnet: netip.MustParsePrefix("10.231.0.4/30")},
+		{Name: "a", HostIf: "wc-a", Subnet: netip.MustParsePrefix("10.231.0.0/30")},
+	}
+	got := baseRules(refs, testPool)
+	want := map[string][]string{
+		chainForward: {
+			`iifname "wc-a" jump a:out`, `oifname "wc-a" jump a:in`,
+			`iifname "wc-b" jump b:out`, `oifname "wc-b" jump b:in`,
+			`iifname "wc-*" drop`, `oifname "wc-*" drop`,
+		},
+		chainInput:       {`iifname "wc-*" drop`},
+		chainOutput:      {`oifname "wc-*" ct state established,related accept`, `oifname "wc-*" drop`},
+		chainPostrouting: {`oifname != "wc-*" ip saddr 10.231.0.0/16 masquerade`},
+	}
+	for chain, w := range want {
+		if g := ruleStrings(got[chain]); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s:\n got %q\nwant %q", chain, g, w)
+		}
+	}
+}
+
+// The ruleset is a function of the last settings only: whatever order the
+// modes came in, the result equals building the last settings fresh.
+func TestModeTransitionsInRandomOrder(t *testing.T) {
+	all := []Settings{
+		{Mode: ModeDirect},
+		{Mode: ModeOffline},
+		{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.0/24/tcp:443")}},
+		{Mode: ModeVPNLockdown, VPNEndpoints: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.1:51820")}},
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 50; i++ {
+		seq := shuffled(r, all)
+		var last profileRules
+		for _, s := range seq {
+			var err error
+			if last, err = buildProfile(testRef, testPool, s, testHost); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fresh, _ := buildProfile(testRef, testPool, seq[len(seq)-1], testHost)
+		if !reflect.DeepEqual(last, fresh) {
+			t.Fatalf("sequence %v differs from fresh", modes(seq))
+		}
+	}
+}
+
+func TestNormalizeMergesOverlapsPerProtoPort(t *testing.T) {
+	in := []Rule{
+		mustRule("10.0.0.0/9"), mustRule("10.128.0.0/9"), mustRule("10.2.3.4"),
+		mustRule("0.0.0.0/0/tcp:80"), mustRule("1.2.3.4/tcp:80"),
+		mustRule("192.0.2.0/25/udp:53"), mustRule("192.0.2.129/udp:53"),
+	}
+	var got []string
+	for _, r := range normalize(in) {
+		got = append(got, r.String())
+	}
+	want := []string{"10.0.0.0/8", "0.0.0.0/0/tcp:80", "192.0.2.0/25/udp:53", "192.0.2.129/udp:53"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	if p := rangePrefixes(0x0a000001, 0x0a000006); len(p) != 4 {
+		t.Errorf("10.0.0.1-10.0.0.6 = %v", p)
+	}
+}
+
+func TestHostIfName(t *testing.T) {
+	if got := HostIfName("work"); got != "wc-work" {
+		t.Errorf("short: %q", got)
+	}
+	long := HostIfName("engineering-laptop-profile")
+	if len(long) > 15 || !strings.HasPrefix(long, "wc-engi-") || long != HostIfName("engineering-laptop-profile") {
+		t.Errorf("long: %q", long)
+	}
+	if HostIfName("engineering-a") == HostIfName("engineering-b") {
+		t.Errorf("two long names share an interface name")
+	}
+	if got := HostIfName("abcdefghijkl"); got != "wc-abcdefghijkl" {
+		t.Errorf("exactly 15 bytes: %q", got)
+	}
+}
+
+func TestStatePersistsAllocations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "net.json")
+	st, err := loadState(path, testPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"a", "b", "c"} {
+		sub, err := st.allocate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Profiles[p] = &profileState{Subnet: sub, HostIf: HostIfName(p)}
+	}
+	delete(st.Profiles, "b")
+	if sub, _ := st.allocate(); sub != netip.MustParsePrefix("10.231.0.4/30") {
+		t.Errorf("freed subnet not reused: %s", sub)
+	}
+	if err := st.save(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := loadState(path, testPool)
+	if err != nil || !reflect.DeepEqual(back.Profiles, st.Profiles) {
+		t.Fatalf("reload: %+v, %v", back, err)
+	}
+	if _, err := loadState(path, netip.MustParsePrefix("10.232.0.0/16")); err == nil || !strings.Contains(err.Error(), "outside pool 10.232.0.0/16") {
+		t.Errorf("allocations outside a new pool: %v", err)
+	}
+	gw, work := subnetAddrs(netip.MustParsePrefix("10.231.0.8/30"))
+	if gw.String() != "10.231.0.9/30" || work.String() != "10.231.0.10/30" {
+		t.Errorf("addresses %s %s", gw, work)
+	}
+	small, _ := loadState(filepath.Join(t.TempDir(), "x"), netip.MustParsePrefix("10.9.0.0/29"))
+	for range 2 {
+		sub, _ := small.allocate()
+		small.Profiles[sub.String()] = &profileState{Subnet: sub}
+	}
+	if _, err := small.allocate(); err == nil || !strings.Contains(err.Error(), "exhausted") {
+		t.Errorf("full pool: %v", err)
+	}
+	if err := validPool(netip.MustParsePrefix("10.0.0.0/30")); err == nil {
+		t.Errorf("a /30 pool holds one profile at most and is refused")
+	}
+}
