@@ -50,7 +50,9 @@ func TestInstallRefusesBadBundles(t *testing.T) {
 		field string
 	}{
 		{"missing config.json", func(t *testing.T, b string) { os.Remove(filepath.Join(b, "config.json")) }, "config.json"},
-		{"broken JSON", func(t *testing.T, b string) { os.WriteFile(filepath.Join(b, "config.json"), []byte(`{"process": {`), 0o644) }, "config.json"},
+		{"broken JSON", func(t *testing.T, b string) {
+			os.WriteFile(filepath.Join(b, "config.json"), []byte(`{"process": {`), 0o644)
+		}, "config.json"},
 		{"missing rootfs", func(t *testing.T, b string) { os.RemoveAll(filepath.Join(b, "rootfs")) }, "root.path"},
 		{"root path escapes the bundle", func(t *testing.T, b string) {
 			editConfig(t, b, func(c map[string]any) { c["root"] = map[string]any{"path": "/"} })

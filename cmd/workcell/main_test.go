@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/workcell/workcell/api"
+)
+
+// fakeDaemon answers the API on a unix socket with canned replies, so the
+// CLI's parsing, output and exit codes can be checked without root.
+func fakeDaemon(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "d.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return sock
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func runCLI(t *testing.T, sock string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code := run(ctx, append([]string{"workcell", "--socket", sock}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodesFollowErrorClasses(t *testing.T) {
+	for _, tc := range []struct {
+		class error
+		code  int
+	}{
+		{api.ErrInvalidArgument, exitInvalid},
+		{api.ErrNotFound, exitNotFound},
+		{api.ErrPermission, exitPermission},
+		{api.ErrConflict, exitConflict},
+		{api.ErrUnavailable, exitUnavailable},
+		{api.ErrInternal, exitInternal},
+	} {
+		msg := "the message for " + tc.class.Error()
+		sock := fakeDaemon(t, func(w http.ResponseWriter, r *http.Request) {
+			body, status := api.ToBody(api.Errorf(tc.class, "%s", msg))
+			reply(w, status, body)
+		})
+		code, _, stderr := runCLI(t, sock, "start", "work")
+		if code != tc.code || stderr != "workcell: "+msg+"\n" {
+			t.Errorf("%v: exit %d stderr %q, want %d and one line with the message", tc.class, code, stderr, tc.code)
+		}
+	}
+}
+
+func TestDaemonDownIsUnavailable(t *testing.T) {
+	code, _, stderr := runCLI(t, filepath.Join(t.TempDir(), "none.sock"), "status")
+	if code != exitUnavailable || !strings.Contains(stderr, "workcelld is not running") {
+		t.Fatalf("exit %d %q", code, stderr)
+	}
+}
+
+func TestStatusOutputAndDefaultName(t *testing.T) {
+	var path string
+	sock := fakeDaemon(t, func(w http.ResponseWriter, r *http.Request) {
+		path = r.URL.Path
+		reply(w, 200, api.Profile{Name: "work", State: api.StateRunning, Pid: 4321})
+	})
+	code, out, _ := runCLI(t, sock, "status")
+	if code != 0 || out != "work: running (pid 4321)\n" || path != "/v1/profiles/work" {
+		t.Fatalf("status: exit %d out %q path %q", code, out, path)
+	}
+	for _, args := range [][]string{{"--json", "status"}, {"status", "--json", "work"}} {
+		code, out, _ = runCLI(t, sock, args...)
+		var p api.Profile
+		if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.Pid != 4321 || p.State != api.StateRunning {
+			t.Fatalf("%v: exit %d out %q", args, code, out)
+		}
+	}
+}
+
+func TestInstallSendsAbsoluteBundleAndLimits(t *testing.T) {
+	var got api.InstallRequest
+	sock := fakeDaemon(t, func(w http.ResponseWriter, r *http.Request) {
+		json.NewDecoder(r.Body).Decode(&got)
+		reply(w, 201, api.Profile{Name: got.Name, State: api.StateStopped})
+	})
+	code, out, stderr := runCLI(t, sock, "install", "--memory", "512M", "--cpus", "1.5", "--pids", "300", "work", "rel/bundle")
+	if code != 0 {
+		t.Fatalf("exit %d %q", code, stderr)
+	}
+	if !filepath.IsAbs(got.Bundle) || !strings.HasSuffix(got.Bundle, "rel/bundle") {
+		t.Fatalf("bundle sent as %q", got.Bundle)
+	}
+	if got.Limits != (api.Limits{MemoryBytes: 512 << 20, CPUMillis: 1500, Pids: 300}) {
+		t.Fatalf("limits sent: %+v", got.Limits)
+	}
+	if out != "work: stopped\n" {
+		t.Fatalf("out %q", out)
+	}
+	if code, _, _ := runCLI(t, sock, "install", "work"); code != exitInvalid {
+		t.Fatalf("install with one argument: exit %d", code)
+	}
+}
+
+func TestSplitExec(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		name string
+		cmd  []string
+		ok   bool
+	}{
+		{[]string{"--", "ps", "-ef"}, "work", []string{"ps", "-ef"}, true},
+		{[]string{"other", "--", "ls", "--", "x"}, "other", []string{"ls", "--", "x"}, true},
+		{[]string{"other", "ls"}, "other", []string{"ls"}, true},
+		{[]string{"--"}, "", nil, false},
+		{[]string{"work"}, "", nil, false},
+	} {
+		name, cmd, err := splitExec(tc.args)
+		if (err == nil) != tc.ok || name != tc.name || strings.Join(cmd, " ") != strings.Join(tc.cmd, " ") {
+			t.Errorf("splitExec(%q) = %q %q %v", tc.args, name, cmd, err)
+		}
+	}
+}
