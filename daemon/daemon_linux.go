@@ -180,7 +180,7 @@ func (d *Daemon) setState(p *profile, st api.State, pid int, reason string) erro
 	if st == api.StateStopped {
 		p.rec.StartedAt = nil
 	}
-	if err := d.store.save(p.rec); err != nil {
+	if err := d.store.saveState(p.rec); err != nil {
 		p.rec = prev
 		return err
 	}
@@ -422,9 +422,10 @@ func (d *Daemon) freeze(ctx context.Context, name string, act action) (api.Profi
 	if err != nil {
 		return api.Profile{}, fmt.Errorf("work mode %s for profile %s: %w", act, name, err)
 	}
-	if err := d.setState(p, to, p.rec.Pid, ""); err != nil {
-		return api.Profile{}, err
-	}
+	// Paused or running is the kernel's freezer state, which reconcile
+	// reads back; the record is not rewritten, to keep the toggle fast.
+	p.rec.State = to
+	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: name, State: to, Pid: p.rec.Pid})
 	return p.status(), nil
 }
 

@@ -74,7 +74,16 @@ func (s *store) step(name string) error {
 // writeAtomic replaces path with data: a temp file in the same folder,
 // fsync, rename, fsync of the folder. Whatever step fails, path holds
 // either its old or its new content, never a mix.
-func (s *store) writeAtomic(path string, data []byte) (err error) {
+func (s *store) writeAtomic(path string, data []byte) error {
+	return s.write(path, data, true)
+}
+
+// write is writeAtomic; without durable it skips the two fsyncs. The
+// rename still makes it atomic against a daemon killed at any moment
+// (the page cache outlives the process); only a power loss could undo it,
+// and after a power loss no container runs and reconcile corrects the
+// state anyway.
+func (s *store) write(path string, data []byte, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	if err := s.step("create"); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -96,11 +105,13 @@ func (s *store) writeAtomic(path string, data []byte) (err error) {
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
-	if err := s.step("sync"); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp, err)
+	if durable {
+		if err := s.step("sync"); err != nil {
+			return fmt.Errorf("sync %s: %w", tmp, err)
+		}
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", tmp, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
@@ -110,6 +121,9 @@ func (s *store) writeAtomic(path string, data []byte) (err error) {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
+	}
+	if !durable {
+		return nil
 	}
 	if err := s.step("syncdir"); err != nil {
 		return fmt.Errorf("sync folder %s: %w", dir, err)
@@ -129,13 +143,19 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// save writes rec as the profile's record.
-func (s *store) save(rec record) error {
+// save writes rec as the profile's record, durably.
+func (s *store) save(rec record) error { return s.saveRecord(rec, true) }
+
+// saveState writes a record whose change is only a runtime state (the
+// kernel is the truth about those): atomic, not fsynced.
+func (s *store) saveState(rec record) error { return s.saveRecord(rec, false) }
+
+func (s *store) saveRecord(rec record, durable bool) error {
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode record of %s: %w", rec.Name, err)
 	}
-	return s.writeAtomic(filepath.Join(s.dir(rec.Name), recordFile), append(b, '\n'))
+	return s.write(filepath.Join(s.dir(rec.Name), recordFile), append(b, '\n'), durable)
 }
 
 // load reads one profile's record.

@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
@@ -112,7 +114,7 @@ func toIPNet(p netip.Prefix) *net.IPNet {
 }
 
 // ensureLink makes the veth pair, addresses, routes and loopback match.
-func ensureLink(host *netlink.Handle, ns vns.NsHandle, hostIf string, gw, work netip.Prefix) error {
+func ensureLink(ctx context.Context, host *netlink.Handle, ns vns.NsHandle, hostIf string, gw, work netip.Prefix) error {
 	inner, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("netlink in profile namespace: %w", err)
@@ -174,9 +176,38 @@ func ensureLink(host *netlink.Handle, ns vns.NsHandle, hostIf string, gw, work n
 	if err := inner.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("set lo up: %w", err)
 	}
+	// A new link passes packets only once the kernel's link watcher has
+	// activated it (up to a second later): until then the first packets of
+	// whatever the daemon starts in the profile would be dropped.
+	if err := waitOperUp(ctx, host, hostIf); err != nil {
+		return err
+	}
+	if err := waitOperUp(ctx, inner, "eth0"); err != nil {
+		return err
+	}
 	def := &netlink.Route{LinkIndex: el.Attrs().Index, Dst: toIPNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: gw.Addr().AsSlice()}
 	if err := inner.RouteReplace(def); err != nil {
 		return fmt.Errorf("default route via %s: %w", gw.Addr(), err)
 	}
 	return nil
+}
+
+// waitOperUp waits, at most a few seconds, until the link is operationally up.
+func waitOperUp(ctx context.Context, h *netlink.Handle, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	for {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("wait for %s: %w", name, err)
+		}
+		if l.Attrs().OperState == netlink.OperUp {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not up (state %s): %w", name, l.Attrs().OperState, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }

@@ -323,7 +323,7 @@ func (m *Manager) ensure(ctx context.Context, profile string, s Settings) (*Info
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureLink(m.host, ns, hostIf, gw, work); err != nil {
+	if err := ensureLink(ctx, m.host, ns, hostIf, gw, work); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", profile, err)
 	}
 	return &Info{

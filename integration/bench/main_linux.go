@@ -165,8 +165,11 @@ func printTable(w io.Writer, lines []Line) {
 	row := func(cols ...string) { fmt.Fprintln(tw, "| "+strings.Join(cols, "\t ")+"\t") }
 	row("row", "workcell", "peer", "ratio", "p99 workcell / peer", "target", "note")
 	row("---", "---", "---", "---", "---", "---", "---")
-	var over []string
+	var over, broken []string
 	for _, l := range lines {
+		if strings.HasPrefix(l.Note, "ERROR: ") {
+			broken = append(broken, l.Name)
+		}
 		p99 := ""
 		if l.WorkcellP99.Set || l.PeerP99.Set {
 			p99 = l.WorkcellP99.String() + " / " + l.PeerP99.String()
@@ -184,9 +187,13 @@ func printTable(w io.Writer, lines []Line) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	if over == nil {
-		fmt.Fprintln(w, "all figures within target")
-	} else {
+	switch {
+	case over != nil:
 		fmt.Fprintf(w, "over target: %s\n", strings.Join(over, ", "))
+	case broken == nil:
+		fmt.Fprintln(w, "all figures within target")
+	}
+	if broken != nil {
+		fmt.Fprintf(w, "failed, no figures: %s\n", strings.Join(broken, ", "))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/workcell/workcell/sandbox"
 	"io"
 	"os"
 	"os/exec"
@@ -71,11 +72,21 @@ func (r *Runc) NewBundle(base, prefix string) (id, dir string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
+	var raw specs.Spec
+	if err := json.Unmarshal(data, &raw); err != nil {
 		return "", "", fmt.Errorf("bundle %s: %w", base, err)
 	}
-	spec.Root.Path = filepath.Join(base, spec.Root.Path)
+	// The peer runs what workcelld runs: the same hardened spec (default
+	// seccomp profile, capabilities, masked paths), so the two do the same
+	// work.
+	hs, err := sandbox.Harden(&raw, base, sandbox.HardenOptions{ID: id, Hostname: id, CgroupParent: r.cgroupParent})
+	if err != nil {
+		return "", "", fmt.Errorf("harden bundle %s for runc: %w", base, err)
+	}
+	spec := *hs
+	if !filepath.IsAbs(spec.Root.Path) {
+		spec.Root.Path = filepath.Join(base, spec.Root.Path)
+	}
 	spec.Linux.CgroupsPath = r.Cgroup(id)
 	dir = filepath.Join(r.dir, "runc-bundles", id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
