@@ -301,6 +301,9 @@ func (d *Daemon) Remove(ctx context.Context, name string) error {
 		p.logs.close()
 		p.logs = nil
 	}
+	if err := d.purge(ctx, p); err != nil {
+		return fmt.Errorf("remove profile %s: %w", name, err)
+	}
 	if err := d.store.remove(name); err != nil {
 		return err
 	}
@@ -338,8 +341,14 @@ func (d *Daemon) Start(ctx context.Context, name string) (api.Profile, error) {
 			Limits:       sandbox.Limits{MemoryBytes: p.rec.Limits.MemoryBytes, CPUMillis: p.rec.Limits.CPUMillis, Pids: p.rec.Limits.Pids},
 		},
 	}
+	// The concerns prepare what the container runs on: its root (storage)
+	// and its network. Whatever fails, what was prepared is released.
+	if err := d.prepare(ctx, p, &spec.Harden); err != nil {
+		return api.Profile{}, fmt.Errorf("start profile %s: %w", name, err)
+	}
 	c, err := d.rt.Start(ctx, spec)
 	if err != nil {
+		d.release(ctx, p)
 		return api.Profile{}, fmt.Errorf("start profile %s: %w", name, err)
 	}
 	p.gen++
@@ -347,7 +356,9 @@ func (d *Daemon) Start(ctx context.Context, name string) (api.Profile, error) {
 	if err := d.setState(p, api.StateRunning, c.Pid(), ""); err != nil {
 		// Without a record the next daemon would not know it runs.
 		_ = c.Stop(ctx, 0)
+		c.Close()
 		p.ctr = nil
+		d.release(ctx, p)
 		return api.Profile{}, fmt.Errorf("start profile %s: %w", name, err)
 	}
 	d.watch(p, c)
@@ -387,6 +398,7 @@ func (d *Daemon) stopLocked(ctx context.Context, p *profile, timeout time.Durati
 		p.logs.close()
 		p.logs = nil
 	}
+	d.release(ctx, p)
 	d.log.Info("profile stopped", "profile", p.rec.Name)
 	return d.setState(p, api.StateStopped, 0, reason)
 }
@@ -539,6 +551,7 @@ func (d *Daemon) watch(p *profile, c *sandbox.Container) {
 			p.logs.close()
 			p.logs = nil
 		}
+		d.release(d.ctx, p)
 		if err := d.setState(p, api.StateStopped, 0, reason); err != nil {
 			d.log.Error("record stop", "profile", name, "err", err)
 		}

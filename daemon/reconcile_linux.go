@@ -43,6 +43,9 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			d.log.Error("reconcile profile", "profile", name, "err", err)
 		}
 	}
+	if err := d.reconcileConcerns(ctx); err != nil {
+		return err
+	}
 	ids, err := d.rt.List(ctx)
 	if err != nil {
 		return err

@@ -112,6 +112,10 @@ func uidOf(r *http.Request) int {
 
 type handler func(w http.ResponseWriter, r *http.Request) error
 
+// route registers a handler for a pattern, for callers with at least role
+// need; what names the action in a refusal.
+type route func(pattern string, need role, what string, fn handler)
+
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	v := "/" + api.Version
@@ -168,6 +172,9 @@ func (s *Server) routes() http.Handler {
 	})
 	h("GET "+v+"/profiles/{name}/logs", roleOwner, "", s.logs)
 	h("GET "+v+"/events", roleOwner, "", s.events)
+	// Each concern adds its endpoints from its own file.
+	s.networkRoutes(h)
+	s.storageRoutes(h)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(uidOf(r), s.d.cfg, roleOwner, ""); err != nil {
 			writeError(w, err)

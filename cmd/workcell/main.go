@@ -99,7 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err.Error()}
 		},
-		Commands: withJSONFlag([]*cli.Command{
+		Commands: withJSONFlag(concat([]*cli.Command{
 			{Name: "profiles", Usage: "list the profiles", Action: cmdProfiles},
 			{
 				Name: "install", Usage: "import an OCI runtime bundle as a new profile (root/system only)", ArgsUsage: "NAME BUNDLE_DIR",
@@ -129,8 +129,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			{Name: "exec", Usage: "run a command in a running profile", ArgsUsage: "[NAME] -- CMD [ARG...]", SkipFlagParsing: true, Action: cmdExec},
 			{Name: "events", Usage: "follow the profiles' state changes", Action: cmdEvents},
 			{Name: "version", Usage: "show the daemon's version", Action: cmdVersion},
-		}),
+		}, netCommands(), storageCommands())),
 	}
+}
+
+func concat(lists ...[]*cli.Command) []*cli.Command {
+	var all []*cli.Command
+	for _, l := range lists {
+		all = append(all, l...)
+	}
+	return all
 }
 
 // withJSONFlag lets --json stand after the command too (`workcell status
