@@ -36,6 +36,10 @@ type HardenOptions struct {
 	CgroupParent string
 	Mounts       []specs.Mount
 	Devices      []specs.LinuxDevice
+	// Rootfs, when set, is the absolute path the container runs on
+	// instead of the bundle's root.path (trusted, from the daemon: e.g. the
+	// profile's overlay of the image and its encrypted upper layer).
+	Rootfs string
 }
 
 // DefaultCgroupParent is the cgroup under which containers are placed unless
@@ -335,6 +339,12 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
 	}
 	s.Root.Path = rootfs
+	if opts.Rootfs != "" {
+		if !filepath.IsAbs(opts.Rootfs) {
+			return nil, fmt.Errorf("harden %s: rootfs %q is not absolute: %w", opts.ID, opts.Rootfs, ErrInvalidSpec)
+		}
+		s.Root.Path = opts.Rootfs
+	}
 	if s.Version == "" {
 		s.Version = specs.Version
 	}
