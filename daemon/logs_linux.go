@@ -66,9 +66,10 @@ func (w *inotify) wait(ctx context.Context) error {
 func (w *inotify) close() { w.f.Close() }
 
 // logCapper keeps a running profile's console log under its cap: when it
-// grows past max, the log is copied to console.log.1 and truncated
-// (the writer appends, so it continues at the new end). It wakes only on
-// writes to the log.
+// grows past max, the older half is cut from its head in place; where the
+// filesystem cannot do that, the log is copied to console.log.1 and
+// truncated (the writer appends, so it continues at the new end). It
+// wakes only on writes to the log.
 type logCapper struct {
 	dir    string
 	max    int64
@@ -105,9 +106,37 @@ func (c *logCapper) check() {
 	if err != nil || st.Size() <= c.max {
 		return
 	}
-	if err := rotate(path, filepath.Join(c.dir, consoleOld), c.max); err != nil {
-		c.log.Warn("rotate console log", "path", path, "err", err)
+	err = collapse(path, st.Size()-c.max/2)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
+		err = rotate(path, filepath.Join(c.dir, consoleOld), c.max)
 	}
+	if err != nil {
+		c.log.Warn("cap console log", "path", path, "err", err)
+	}
+}
+
+// collapse drops about drop bytes (whole blocks) from the head of the log
+// in place (FALLOC_FL_COLLAPSE_RANGE: ext4, f2fs, xfs). The kernel does it
+// under the inode lock, so no append of the writer is lost.
+func collapse(path string, drop int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	blk := int64(st.Blksize)
+	if blk <= 0 {
+		blk = 4096
+	}
+	drop -= drop % blk
+	if drop <= 0 {
+		return nil
+	}
+	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_COLLAPSE_RANGE, 0, drop)
 }
 
 // rotate copies the last keep bytes of path to old, then truncates path.

@@ -20,7 +20,7 @@ import (
 
 func TestProfileLifecycle(t *testing.T) {
 	d := newDaemon(t)
-	d.install("work", "sh", "-c", "echo work profile up; trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
+	d.install("work", "sh", "-c", "trap 'exit 0' TERM; echo work profile up; while :; do sleep 3600 & wait $!; done")
 	if p := d.status("work"); p.State != api.StateStopped || p.Pid != 0 {
 		t.Fatalf("after install: %+v, want stopped without pid", p)
 	}
