@@ -38,6 +38,8 @@ type Container struct {
 	// reaped is closed once our child init is reaped; nil for an adopted
 	// container (not our child, someone else reaps it).
 	reaped chan struct{}
+	// freezer is made on the first freeze on cgroup v2; guarded by mu.
+	freezer *cgroupFreezer
 }
 
 // ID returns the container's id.
@@ -46,11 +48,16 @@ func (c *Container) ID() string { return c.id }
 // Pid returns the host pid of the container's init.
 func (c *Container) Pid() int { return c.pid }
 
-// Close releases the handle's resources (the pidfd); the container itself is
-// not touched.
+// Close releases the handle's resources (the pidfd, the cgroup v2 freezer's
+// inotify instance); the container itself is not touched. Call it when the
+// handle is dropped, also after Stop.
 func (c *Container) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.freezer != nil {
+		_ = c.freezer.Close()
+		c.freezer = nil
+	}
 	if c.pidfd < 0 {
 		return nil
 	}
@@ -120,7 +127,16 @@ func (c *Container) setFrozen(ctx context.Context, frozen bool) error {
 				return libcontainer.ErrNotRunning
 			}
 		}
-		return freezeV2(ctx, dir, frozen)
+		c.mu.Lock()
+		if c.freezer == nil {
+			c.freezer, err = newCgroupFreezer(dir)
+		}
+		z := c.freezer
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		return z.set(ctx, frozen)
 	}
 	if frozen {
 		return c.lc.Pause()
@@ -176,6 +192,13 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
 	if err := c.lc.Destroy(); err != nil {
 		return fmt.Errorf("container %s: stop: %w", c.id, err)
 	}
+	// The cgroup is gone; the pidfd stays so that Wait keeps answering.
+	c.mu.Lock()
+	if c.freezer != nil {
+		_ = c.freezer.Close()
+		c.freezer = nil
+	}
+	c.mu.Unlock()
 	c.log.Info("container stopped", "id", c.id)
 	return nil
 }

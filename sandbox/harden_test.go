@@ -263,6 +263,16 @@ func TestHardenIntersectsCapabilities(t *testing.T) {
 	}
 }
 
+func TestHardenRootfsOverridesBundle(t *testing.T) {
+	out, err := Harden(testbundle.Spec(), hardenDir(t), HardenOptions{ID: "c", Rootfs: "/var/lib/workcell/p/merged"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Root.Path != "/var/lib/workcell/p/merged" {
+		t.Fatalf("root.path = %q, want the daemon's rootfs", out.Root.Path)
+	}
+}
+
 func TestHardenRefuses(t *testing.T) {
 	tests := []struct {
 		name string
@@ -273,6 +283,7 @@ func TestHardenRefuses(t *testing.T) {
 		{"negative memory", HardenOptions{ID: "c", Limits: Limits{MemoryBytes: -1}}, "memory limit"},
 		{"cpu below kernel minimum", HardenOptions{ID: "c", Limits: Limits{CPUMillis: 5}}, "cpu limit"},
 		{"negative pids", HardenOptions{ID: "c", Limits: Limits{Pids: -1}}, "pids limit"},
+		{"relative rootfs", HardenOptions{ID: "c", Rootfs: "overlay/merged"}, "not absolute"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

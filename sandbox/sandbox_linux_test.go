@@ -411,13 +411,19 @@ func assertGone(t *testing.T, root, id string) {
 	}
 }
 
-// waitSigCaught waits until pid has a handler for sig: a signal sent to a
-// pid-namespace init before its shell ran `trap` is dropped.
+// waitSigCaught waits until pid runs the init script and has a handler for
+// sig: a signal sent to a pid-namespace init before its shell ran `trap` is
+// dropped, and so is one caught by the Go runtime of `runc init` just before
+// it execs the user process (Start returns at that point).
 func waitSigCaught(t *testing.T, pid int, sig syscall.Signal) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); !bytes.Contains(cmd, []byte("trap")) {
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
 		for _, line := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(line, "SigCgt:\t"); ok {
 				if mask, err := strconv.ParseUint(v, 16, 64); err == nil && mask&(1<<(sig-1)) != 0 {
