@@ -53,6 +53,14 @@ type Profile struct {
 	Limits    Limits     `json:"limits"`
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
+	// Encrypted: the profile's writable layer is fscrypt-encrypted (false
+	// only under --insecure-unencrypted-storage).
+	Encrypted bool `json:"encrypted"`
+	// Passphrase: unlocking needs the user's passphrase (else the daemon
+	// unlocks the profile by itself).
+	Passphrase bool `json:"passphrase"`
+	// FailedUnlocks counts wrong passphrases since the last unlock.
+	FailedUnlocks int `json:"failed_unlocks,omitempty"`
 }
 
 // InstallRequest is the body of POST /v1/profiles.
@@ -81,6 +89,11 @@ type Stats struct {
 	MemoryLimitBytes uint64 `json:"memory_limit_bytes,omitempty"`
 	Pids             uint64 `json:"pids"`
 	PidsLimit        uint64 `json:"pids_limit,omitempty"`
+	// Network traffic of the profile (see NetworkCounters).
+	NetInBytes    uint64 `json:"net_in_bytes"`
+	NetInPackets  uint64 `json:"net_in_packets"`
+	NetOutBytes   uint64 `json:"net_out_bytes"`
+	NetOutPackets uint64 `json:"net_out_packets"`
 }
 
 // Event is one line of GET /v1/events: a profile changed state.

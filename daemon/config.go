@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,8 +30,22 @@ type Config struct {
 	// LogMaxBytes caps a profile's console log; the older half is kept in
 	// console.log.1.
 	LogMaxBytes int64 `json:"log_max_bytes"`
+	// NetPool is the IPv4 pool the profiles' subnets come from; empty
+	// means netns.DefaultPool (10.231.0.0/16).
+	NetPool string `json:"net_pool"`
+	// NetResolvConf is the host's resolver file, where the profiles'
+	// default upstream resolvers come from; empty means /etc/resolv.conf.
+	NetResolvConf string `json:"net_resolv_conf"`
 	// CgroupParent is the cgroup under which profiles are placed.
 	CgroupParent string `json:"cgroup_parent"`
+	// StoreImage, when set, is an ext4 image (made sparse with -O encrypt
+	// if missing) loop-mounted at StateDir/store to hold the profiles'
+	// encrypted data, for hosts whose filesystem cannot encrypt.
+	StoreImage string `json:"store_image"`
+	// StoreSize is the image's size in bytes; an existing image must have it.
+	StoreSize int64 `json:"store_size"`
+	// InsecureUnencryptedStorage keeps profile data in plain folders.
+	InsecureUnencryptedStorage bool `json:"insecure_unencrypted_storage"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -110,8 +125,16 @@ func (c *Config) Validate() error {
 	if c.LogMaxBytes < 4096 {
 		return fmt.Errorf("log_max_bytes %d: must be at least 4096", c.LogMaxBytes)
 	}
+	if c.NetPool != "" {
+		if p, err := netip.ParsePrefix(c.NetPool); err != nil || !p.Addr().Is4() || p.Masked() != p {
+			return fmt.Errorf("net_pool %q: want an IPv4 network such as 10.231.0.0/16", c.NetPool)
+		}
+	}
+	if c.NetResolvConf != "" && !filepath.IsAbs(c.NetResolvConf) {
+		return fmt.Errorf("net_resolv_conf %q: must be an absolute path", c.NetResolvConf)
+	}
 	if c.CgroupParent == "" || c.CgroupParent[0] != '/' {
 		return fmt.Errorf("cgroup_parent %q: must start with /", c.CgroupParent)
 	}
-	return nil
+	return c.validateStorage()
 }

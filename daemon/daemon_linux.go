@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/workcell/workcell/api"
+	"github.com/workcell/workcell/netns"
 	"github.com/workcell/workcell/sandbox"
 )
 
@@ -26,6 +27,10 @@ type Daemon struct {
 	store *store
 	bus   *bus
 	lock  *os.File
+	// stor is the encrypted storage of the profiles (storage_linux.go).
+	stor *storage
+	// net owns the profiles' networks (network_linux.go).
+	net *netns.Manager
 
 	// ctx ends when the daemon closes; it bounds the watchers.
 	ctx    context.Context
@@ -47,6 +52,8 @@ type profile struct {
 	logs *logCapper
 	// installing is set while the profile's files are being imported.
 	installing bool
+	// stor is the profile's key and lock state (storage_linux.go).
+	stor profileStorage
 }
 
 // New opens the state directory (one daemon at a time), then reconciles:
@@ -119,6 +126,7 @@ func (d *Daemon) Close(ctx context.Context) {
 		}
 	}
 	d.mu.Unlock()
+	d.closeNetwork()
 	if d.lock != nil {
 		d.lock.Close()
 	}
@@ -165,7 +173,8 @@ func (d *Daemon) lookup(name string) (*profile, error) {
 }
 
 func (p *profile) status() api.Profile {
-	return api.Profile{Name: p.rec.Name, State: p.rec.State, Pid: p.rec.Pid, Limits: p.rec.Limits, CreatedAt: p.rec.CreatedAt, StartedAt: p.rec.StartedAt}
+	return api.Profile{Name: p.rec.Name, State: p.rec.State, Pid: p.rec.Pid, Limits: p.rec.Limits, CreatedAt: p.rec.CreatedAt, StartedAt: p.rec.StartedAt,
+		Encrypted: p.stor.encrypted, Passphrase: p.stor.passphrase, FailedUnlocks: p.stor.failedUnlocks}
 }
 
 // setState records a new state, persists it and tells subscribers.
@@ -238,7 +247,7 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	d.profiles[req.Name] = p
 	d.mu.Unlock()
 
-	p.rec = record{Name: req.Name, State: api.StateStopped, Limits: req.Limits, CreatedAt: time.Now().UTC()}
+	p.rec = record{Name: req.Name, State: api.StateLocked, Limits: req.Limits, CreatedAt: time.Now().UTC()}
 	err := d.store.install(p.rec, req.Bundle, func(bundle string) error {
 		if _, err := sandbox.LoadBundle(bundle); err != nil {
 			return api.Errorf(api.ErrInvalidArgument, "bundle %s, as copied: %s", req.Bundle, oneLine(err))
@@ -256,7 +265,11 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 		return api.Profile{}, err
 	}
 	d.log.Info("profile installed", "profile", req.Name, "bundle", req.Bundle)
-	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: req.Name, State: api.StateStopped, Reason: "installed"})
+	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: req.Name, State: api.StateLocked, Reason: "installed"})
+	// Installed means locked; without a passphrase it unlocks at once.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d.storageInstalled(ctx, p)
 	return p.status(), nil
 }
 
@@ -322,6 +335,9 @@ func (d *Daemon) Start(ctx context.Context, name string) (api.Profile, error) {
 		return api.Profile{}, err
 	}
 	defer p.mu.Unlock()
+	if err := d.storageUsable(); err != nil {
+		return api.Profile{}, err
+	}
 	if _, err := next(name, p.rec.State, actStart); err != nil {
 		return api.Profile{}, err
 	}
@@ -449,6 +465,7 @@ func (d *Daemon) Stats(ctx context.Context, name string) (api.Stats, error) {
 	}
 	defer p.mu.Unlock()
 	out := api.Stats{Name: name, State: p.rec.State}
+	d.networkStats(ctx, name, &out)
 	if p.ctr == nil {
 		return out, nil
 	}

@@ -15,6 +15,10 @@ import (
 // a profile whose init died becomes stopped with its leftovers removed;
 // a container that belongs to no profile is stopped and removed.
 func (d *Daemon) reconcile(ctx context.Context) error {
+	// A wipe cut short is finished before anything else is looked at.
+	if err := d.storageRecover(ctx); err != nil {
+		return err
+	}
 	cleaned, err := d.store.cleanPartial()
 	for _, c := range cleaned {
 		d.log.Info("finished a cut-short install or removal", "path", c)

@@ -11,14 +11,18 @@ const (
 	actOff   action = "off"
 	actOn    action = "on"
 	actExec  action = "exec"
+	// lock from running or paused stops the profile first.
+	actLock   action = "lock"
+	actUnlock action = "unlock"
 )
 
 // transitions is the profile state machine: from a state, an action
 // leads to a state. A missing entry is a conflict.
 var transitions = map[api.State]map[action]api.State{
-	api.StateStopped: {actStart: api.StateRunning},
-	api.StateRunning: {actStop: api.StateStopped, actOff: api.StatePaused, actOn: api.StateRunning, actExec: api.StateRunning},
-	api.StatePaused:  {actStop: api.StateStopped, actOn: api.StateRunning, actOff: api.StatePaused},
+	api.StateLocked:  {actUnlock: api.StateStopped, actLock: api.StateLocked},
+	api.StateStopped: {actStart: api.StateRunning, actLock: api.StateLocked, actUnlock: api.StateStopped},
+	api.StateRunning: {actStop: api.StateStopped, actOff: api.StatePaused, actOn: api.StateRunning, actExec: api.StateRunning, actLock: api.StateLocked, actUnlock: api.StateRunning},
+	api.StatePaused:  {actStop: api.StateStopped, actOn: api.StateRunning, actOff: api.StatePaused, actLock: api.StateLocked, actUnlock: api.StatePaused},
 }
 
 // next returns the state that act leads to from st, or a conflict error
@@ -32,6 +36,8 @@ func next(name string, st api.State, act action) (api.State, error) {
 		return st, api.Errorf(api.ErrConflict, "profile %s is already %s", name, st)
 	case act == actExec && st == api.StatePaused:
 		return st, api.Errorf(api.ErrConflict, "profile %s is paused (work mode off): turn it on first", name)
+	case st == api.StateLocked:
+		return st, api.Errorf(api.ErrConflict, "cannot %s profile %s: it is locked: unlock it first", act, name)
 	}
 	return st, api.Errorf(api.ErrConflict, "cannot %s profile %s: it is %s", act, name, st)
 }

@@ -8,14 +8,15 @@ import (
 )
 
 func TestStateMachine(t *testing.T) {
-	states := []api.State{api.StateStopped, api.StateRunning, api.StatePaused}
-	acts := []action{actStart, actStop, actOff, actOn, actExec}
+	states := []api.State{api.StateLocked, api.StateStopped, api.StateRunning, api.StatePaused}
+	acts := []action{actStart, actStop, actOff, actOn, actExec, actLock, actUnlock}
 	// Every (state, action) pair, with the state it must lead to; "" is a
 	// conflict.
 	want := map[api.State]map[action]api.State{
-		api.StateStopped: {actStart: api.StateRunning},
-		api.StateRunning: {actStop: api.StateStopped, actOff: api.StatePaused, actOn: api.StateRunning, actExec: api.StateRunning},
-		api.StatePaused:  {actStop: api.StateStopped, actOn: api.StateRunning, actOff: api.StatePaused},
+		api.StateLocked:  {actUnlock: api.StateStopped, actLock: api.StateLocked},
+		api.StateStopped: {actStart: api.StateRunning, actLock: api.StateLocked, actUnlock: api.StateStopped},
+		api.StateRunning: {actStop: api.StateStopped, actOff: api.StatePaused, actOn: api.StateRunning, actExec: api.StateRunning, actLock: api.StateLocked, actUnlock: api.StateRunning},
+		api.StatePaused:  {actStop: api.StateStopped, actOn: api.StateRunning, actOff: api.StatePaused, actLock: api.StateLocked, actUnlock: api.StatePaused},
 	}
 	for _, st := range states {
 		for _, act := range acts {
@@ -45,7 +46,8 @@ func TestStateMachineMessages(t *testing.T) {
 		{api.StatePaused, actStart, "profile work is already paused"},
 		{api.StatePaused, actExec, "profile work is paused (work mode off): turn it on first"},
 		{api.StateStopped, actStop, "cannot stop profile work: it is stopped"},
-		{api.StateLocked, actStart, "cannot start profile work: it is locked"},
+		{api.StateLocked, actStart, "cannot start profile work: it is locked: unlock it first"},
+		{api.StateLocked, actExec, "cannot exec profile work: it is locked: unlock it first"},
 	} {
 		_, err := next("work", tc.st, tc.act)
 		if err == nil || err.Error() != tc.want {

@@ -2,24 +2,584 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
+	"github.com/workcell/workcell/api"
+	"github.com/workcell/workcell/images"
+	"github.com/workcell/workcell/images/fscrypt"
 	"github.com/workcell/workcell/sandbox"
 )
 
-// storageUp readies a profile's root for its container. Until the
-// encrypted overlay lands, the container runs on the bundle's rootfs.
-func (d *Daemon) storageUp(ctx context.Context, p *profile, h *sandbox.HardenOptions) error {
+// The encrypted storage of the profiles. Layout:
+//
+//	<state>/device.key                  the device key (FileProtector, 0600)
+//	<state>/profiles/<name>/key.wrapped the profile key, wrapped
+//	<state>/journal/wipe-<name>.json    a wipe under way (wipe_linux.go)
+//	<state>/store/                      the store image's mount, if any
+//	<data-root>/<name>/data/            fscrypt v2 policy; upper/ and work/
+//	<run>/profiles/<name>/rootfs        the overlay the container runs on
+//
+// <data-root> is <state>/store with --store-image, else <state>/profiles.
+// The kernel is the truth about whether a profile is unlocked: its key is
+// in the filesystem keyring or not.
+const (
+	deviceKeyFile  = "device.key"
+	wrappedKeyFile = "key.wrapped"
+	storeMountDir  = "store"
+	dataDirName    = "data"
+)
+
+// storage is the daemon's storage configuration, fixed at start.
+type storage struct {
+	insecure bool
+	// storeMount is where the store image is mounted ("" without one).
+	storeMount string
+	dataRoot   string
+	keyRoot    string
+	runRoot    string
+	journalDir string
+	prot       fscrypt.Protector
+	// unusable says why profiles cannot run here (the filesystem cannot
+	// encrypt and no way out was chosen); nil when they can.
+	unusable error
+	// crashAt is a test-only crash injection point (see crashPoint).
+	crashAt string
+}
+
+// profileStorage is one profile's storage state in memory.
+type profileStorage struct {
+	encrypted     bool
+	passphrase    bool
+	failedUnlocks int
+	// key is kept while the profile is unlocked by this daemon, so a lock
+	// that finds files busy can put the key back instead of leaving it
+	// half removed.
+	key *fscrypt.Key
+}
+
+func (s *storage) dataDir(name string) string { return filepath.Join(s.dataRoot, name, dataDirName) }
+func (s *storage) keyFile(name string) string { return filepath.Join(s.keyRoot, name, wrappedKeyFile) }
+func (s *storage) rootfs(name string) string  { return filepath.Join(s.runRoot, name, "rootfs") }
+
+// profileData is what to delete of a profile's data: its whole folder on
+// the store, or data/ in its state folder (the rest goes with the record).
+func (s *storage) profileData(name string) string {
+	if s.storeMount != "" {
+		return filepath.Join(s.dataRoot, name)
+	}
+	return s.dataDir(name)
+}
+
+// openStorage sets up the storage from the configuration: mounts the
+// store image, or checks that the state folder can encrypt.
+func (d *Daemon) openStorage(ctx context.Context) error {
+	s := &storage{
+		insecure:   d.cfg.InsecureUnencryptedStorage,
+		keyRoot:    filepath.Join(d.cfg.StateDir, profilesDir),
+		dataRoot:   filepath.Join(d.cfg.StateDir, profilesDir),
+		runRoot:    filepath.Join(d.cfg.RunDir, profilesDir),
+		journalDir: filepath.Join(d.cfg.StateDir, "journal"),
+		prot:       fscrypt.NewFileProtector(filepath.Join(d.cfg.StateDir, deviceKeyFile)),
+		crashAt:    os.Getenv(crashEnv),
+	}
+	for _, dir := range []string{s.journalDir, s.runRoot} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+	}
+	switch {
+	case s.insecure:
+		d.log.Warn("INSECURE: --insecure-unencrypted-storage: work data is kept UNENCRYPTED on disk; lock and wipe cannot make it unreadable",
+			"data_root", s.dataRoot)
+	case d.cfg.StoreImage != "":
+		s.storeMount = filepath.Join(d.cfg.StateDir, storeMountDir)
+		if err := images.EnsureStore(ctx, d.cfg.StoreImage, d.cfg.StoreSize, s.storeMount); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		s.dataRoot = s.storeMount
+		d.log.Info("profile store mounted", "image", d.cfg.StoreImage, "size", d.cfg.StoreSize, "mountpoint", s.storeMount)
+	default:
+		if err := fscrypt.Supported(ctx, s.dataRoot); err != nil {
+			s.unusable = api.Errorf(api.ErrConflict, "work data must be encrypted, but %v; start workcelld with "+
+				"--store-image PATH --store-size SIZE (a loop-mounted ext4 image made with -O encrypt) "+
+				"or, without encryption, --insecure-unencrypted-storage", err)
+			d.log.Error("profiles cannot start: the state folder cannot encrypt", "err", err)
+		}
+	}
+	d.stor = s
 	return nil
 }
 
-// storageDown releases what storageUp made once the container is gone.
-func (d *Daemon) storageDown(ctx context.Context, p *profile) {}
+// storageUsable refuses to run profiles where their data cannot be
+// encrypted.
+func (d *Daemon) storageUsable() error { return d.stor.unusable }
 
-// storageRemove deletes a removed profile's storage.
-func (d *Daemon) storageRemove(ctx context.Context, p *profile) error { return nil }
+// storageRecover runs first at start: it opens the storage and finishes
+// the wipes an earlier daemon left half done.
+func (d *Daemon) storageRecover(ctx context.Context) error {
+	if err := d.openStorage(ctx); err != nil {
+		return err
+	}
+	return d.finishWipes(ctx)
+}
 
-// storageReconcile finishes cut-short storage work at start.
-func (d *Daemon) storageReconcile(ctx context.Context) error { return nil }
+// storageInstalled runs right after an install (the profile is locked):
+// without a passphrase, which a new profile never has, it unlocks it.
+func (d *Daemon) storageInstalled(ctx context.Context, p *profile) {
+	p.stor.encrypted = !d.stor.insecure
+	if err := d.unlockLocked(ctx, p, nil); err != nil {
+		d.log.Error("unlock after install", "profile", p.rec.Name, "err", err)
+	}
+}
 
-// storageRoutes adds the storage endpoints.
-func (s *Server) storageRoutes(h route) {}
+// storageUp mounts the profile's overlay (the bundle's rootfs under the
+// encrypted upper layer) and makes it the container's root.
+func (d *Daemon) storageUp(ctx context.Context, p *profile, h *sandbox.HardenOptions) error {
+	if err := d.storageUsable(); err != nil {
+		return err
+	}
+	name := p.rec.Name
+	spec, err := sandbox.LoadBundle(d.store.bundle(name))
+	if err != nil {
+		return err
+	}
+	lower := "rootfs"
+	if spec.Root != nil && spec.Root.Path != "" {
+		lower = spec.Root.Path
+	}
+	if !filepath.IsAbs(lower) {
+		lower = filepath.Join(d.store.bundle(name), lower)
+	}
+	data := d.stor.dataDir(name)
+	if d.stor.insecure {
+		if err := mkdirs(filepath.Join(data, "upper"), filepath.Join(data, "work")); err != nil {
+			return err
+		}
+	} else if err := d.keyPresent(ctx, name); err != nil {
+		return err
+	}
+	target := d.stor.rootfs(name)
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return fmt.Errorf("overlay mountpoint: %w", err)
+	}
+	if err := images.Unmount(ctx, target); err != nil { // a stale one
+		return err
+	}
+	if err := images.MountOverlay(ctx, []string{lower}, filepath.Join(data, "upper"), filepath.Join(data, "work"), target); err != nil {
+		return err
+	}
+	h.Rootfs = target
+	return nil
+}
+
+func mkdirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("data folder: %w", err)
+		}
+	}
+	return nil
+}
+
+// keyPresent checks that the profile's key is in the kernel.
+func (d *Daemon) keyPresent(ctx context.Context, name string) error {
+	data := d.stor.dataDir(name)
+	id, err := fscrypt.GetPolicy(ctx, data)
+	if err != nil {
+		return api.Errorf(api.ErrConflict, "profile %s has no unlocked data folder (%v): unlock it first", name, err)
+	}
+	st, err := fscrypt.GetKeyStatus(ctx, data, id)
+	if err != nil {
+		return err
+	}
+	if st.State != fscrypt.KeyPresent {
+		return api.Errorf(api.ErrConflict, "profile %s is locked (key %s): unlock it first", name, st.State)
+	}
+	return nil
+}
+
+// storageDown unmounts the overlay once the container is gone.
+func (d *Daemon) storageDown(ctx context.Context, p *profile) {
+	if err := images.Unmount(ctx, d.stor.rootfs(p.rec.Name)); err != nil {
+		d.log.Error("unmount profile root", "profile", p.rec.Name, "err", err)
+	}
+}
+
+// storageRemove crypto-erases a removed profile's storage: the key leaves
+// the kernel, the wrapped key is destroyed, then the files are deleted.
+// Each step is idempotent, so a cut-short removal or wipe runs it again.
+func (d *Daemon) storageRemove(ctx context.Context, p *profile) error {
+	name := p.rec.Name
+	if err := images.Unmount(ctx, d.stor.rootfs(name)); err != nil {
+		return err
+	}
+	os.Remove(d.stor.rootfs(name))
+	os.Remove(filepath.Dir(d.stor.rootfs(name)))
+	if err := d.evictKey(ctx, name, nil, true); err != nil {
+		return err
+	}
+	p.stor.key.Wipe()
+	p.stor.key = nil
+	if err := destroyKeyFiles(ctx, d.stor.keyFile(name)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(d.stor.profileData(name)); err != nil {
+		return fmt.Errorf("delete data of %s: %w", name, err)
+	}
+	return nil
+}
+
+// destroyKeyFiles crypto-erases the wrapped key and any temp copy an
+// interrupted write left beside it.
+func destroyKeyFiles(ctx context.Context, path string) error {
+	copies, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	var errs []error
+	for _, f := range append(copies, path) {
+		errs = append(errs, fscrypt.Destroy(ctx, f))
+	}
+	return errors.Join(errs...)
+}
+
+// evictKey removes the profile's key from the kernel (every user's claim).
+// Files still in use (FILES_BUSY) leave the key incompletely removed; then,
+// unless force, the key is put back (or, without a copy in memory, the
+// removal retried) so the profile is either locked or unlocked, and the
+// error names the processes that hold the files. With force (wipe,
+// remove) the secret is gone already and only the holders' open files stay
+// readable until closed: that is logged.
+func (d *Daemon) evictKey(ctx context.Context, name string, key *fscrypt.Key, force bool) error {
+	if d.stor.insecure {
+		return nil
+	}
+	data := d.stor.dataDir(name)
+	id, err := fscrypt.GetPolicy(ctx, data)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fscrypt.ErrNotEncrypted) {
+		return nil // never unlocked: nothing in the kernel
+	}
+	if err != nil {
+		return fmt.Errorf("evict key of %s: %w", name, err)
+	}
+	// A container's mount namespace can outlive its last process by a
+	// moment, and with it the overlay's hold on the upper layer's inodes:
+	// while no process holds files, removing again completes the eviction.
+	var who string
+	for attempt := 1; ; attempt++ {
+		// Asked on data/'s parent: an fd on data/ itself would keep one of
+		// the key's inodes busy.
+		_, err = fscrypt.RemoveKeyAllUsers(ctx, filepath.Dir(data), id)
+		if err == nil || errors.Is(err, fscrypt.ErrKeyAbsent) {
+			return nil
+		}
+		if !errors.Is(err, fscrypt.ErrFilesBusy) {
+			return fmt.Errorf("evict key of %s: %w", name, err)
+		}
+		if who = d.holders(ctx, data); who != "" || attempt == 20 {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+	}
+	if who == "" {
+		who = "unknown processes"
+	}
+	if force {
+		d.log.Warn("key evicted, but files of the profile are still open; they stay readable to their holders until closed",
+			"profile", name, "holders", who)
+		return nil
+	}
+	if key != nil {
+		if _, aerr := fscrypt.AddKey(ctx, data, key); aerr == nil {
+			return api.Errorf(api.ErrConflict, "cannot lock profile %s: its files are in use by %s; it stays unlocked: close them and lock again", name, who)
+		}
+	}
+	if _, err = fscrypt.RemoveKeyAllUsers(ctx, filepath.Dir(data), id); err == nil || errors.Is(err, fscrypt.ErrKeyAbsent) {
+		return nil
+	}
+	return api.Errorf(api.ErrConflict, "cannot lock profile %s: its files are in use by %s: no file can be opened any more, "+
+		"those open stay readable; close them and lock again to finish", name, who)
+}
+
+// holders names the processes that keep files under dir open.
+func (d *Daemon) holders(ctx context.Context, dir string) string {
+	hs, err := images.Holders(ctx, dir)
+	if (err != nil || len(hs) == 0) && d.stor.storeMount != "" {
+		hs, err = images.Holders(ctx, d.stor.storeMount)
+	}
+	if err != nil || len(hs) == 0 {
+		return ""
+	}
+	s := make([]string, len(hs))
+	for i, h := range hs {
+		s[i] = fmt.Sprintf("pid %d (%s)", h.PID, h.Comm)
+	}
+	return strings.Join(s, ", ")
+}
+
+// loadKey unwraps the profile key. A profile that has neither a wrapped
+// key nor data yet (a fresh install, or one cut short before its key was
+// written) gets a new key.
+func (d *Daemon) loadKey(ctx context.Context, p *profile, passphrase []byte) (*fscrypt.Key, error) {
+	name := p.rec.Name
+	path := d.stor.keyFile(name)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		if ents, _ := os.ReadDir(d.stor.dataDir(name)); len(ents) > 0 {
+			return nil, fmt.Errorf("profile %s: its wrapped key %s is missing but %s holds data: cannot unlock (restore the key file)",
+				name, path, d.stor.dataDir(name))
+		}
+		key, err := fscrypt.NewKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := fscrypt.StoreKey(ctx, path, d.stor.prot, key, nil); err != nil {
+			key.Wipe()
+			return nil, fmt.Errorf("profile %s: %w", name, err)
+		}
+		d.log.Info("profile key made", "profile", name)
+		return key, nil
+	}
+	key, err := fscrypt.LoadKey(ctx, path, d.stor.prot, passphrase)
+	switch {
+	case errors.Is(err, fscrypt.ErrWrongPassphrase):
+		p.stor.failedUnlocks++
+		d.log.Warn("wrong passphrase", "profile", name, "failed_unlocks", p.stor.failedUnlocks)
+		if len(passphrase) == 0 {
+			return nil, api.Errorf(api.ErrPermission, "profile %s needs its passphrase (%d failed attempts since the last unlock)", name, p.stor.failedUnlocks)
+		}
+		return nil, api.Errorf(api.ErrPermission, "wrong passphrase for profile %s (%d failed attempts since the last unlock)", name, p.stor.failedUnlocks)
+	case errors.Is(err, fscrypt.ErrCorrupt):
+		return nil, fmt.Errorf("profile %s cannot be unlocked: %w; the file is kept as it is for recovery", name, err)
+	case err != nil:
+		return nil, fmt.Errorf("profile %s: %w", name, err)
+	}
+	return key, nil
+}
+
+// unlockLocked unwraps the key and adds it to the kernel: locked becomes
+// stopped. p.mu is held.
+func (d *Daemon) unlockLocked(ctx context.Context, p *profile, passphrase []byte) error {
+	name := p.rec.Name
+	if err := d.storageUsable(); err != nil {
+		return err
+	}
+	if _, err := next(name, p.rec.State, actUnlock); err != nil {
+		return err
+	}
+	if p.rec.State != api.StateLocked {
+		return nil
+	}
+	data := d.stor.dataDir(name)
+	if d.stor.insecure {
+		if err := mkdirs(filepath.Join(data, "upper"), filepath.Join(data, "work")); err != nil {
+			return err
+		}
+		return d.setState(p, api.StateStopped, 0, "unlocked")
+	}
+	t := time.Now()
+	key, err := d.loadKey(ctx, p, passphrase)
+	if err != nil {
+		return err
+	}
+	if _, err := images.PrepareDataDir(ctx, data, key); err != nil {
+		key.Wipe()
+		return fmt.Errorf("unlock profile %s: %w", name, err)
+	}
+	p.stor.key.Wipe()
+	p.stor.key = key
+	p.stor.failedUnlocks = 0
+	d.log.Info("profile unlocked", "profile", name, "took", time.Since(t).Round(time.Microsecond))
+	return d.setState(p, api.StateStopped, 0, "unlocked")
+}
+
+// lockLocked stops the profile if it runs, unmounts its overlay and
+// evicts its key. p.mu is held.
+func (d *Daemon) lockLocked(ctx context.Context, p *profile, reason string) error {
+	name := p.rec.Name
+	if _, err := next(name, p.rec.State, actLock); err != nil {
+		return err
+	}
+	if p.rec.State == api.StateLocked {
+		return nil
+	}
+	if p.ctr != nil || p.rec.State == api.StateRunning || p.rec.State == api.StatePaused {
+		if err := d.stopLocked(ctx, p, time.Duration(d.cfg.StopTimeout), reason); err != nil {
+			return err
+		}
+	}
+	if err := images.Unmount(ctx, d.stor.rootfs(name)); err != nil {
+		return api.Errorf(api.ErrConflict, "cannot lock profile %s: %w", name, err)
+	}
+	if err := d.evictKey(ctx, name, p.stor.key, false); err != nil {
+		return err
+	}
+	p.stor.key.Wipe()
+	p.stor.key = nil
+	d.log.Info("profile locked", "profile", name)
+	return d.setState(p, api.StateLocked, 0, reason)
+}
+
+// Unlock unlocks a locked profile with its passphrase (nil if none).
+func (d *Daemon) Unlock(ctx context.Context, name string, passphrase []byte) (api.Profile, error) {
+	p, err := d.lookup(name)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	defer p.mu.Unlock()
+	if err := d.unlockLocked(ctx, p, passphrase); err != nil {
+		return api.Profile{}, err
+	}
+	return p.status(), nil
+}
+
+// Lock locks a profile: stopped, unmounted, key evicted.
+func (d *Daemon) Lock(ctx context.Context, name string) (api.Profile, error) {
+	p, err := d.lookup(name)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	defer p.mu.Unlock()
+	if err := d.lockLocked(ctx, p, "locked"); err != nil {
+		return api.Profile{}, err
+	}
+	return p.status(), nil
+}
+
+// SetPassphrase re-wraps the profile key: under the device key and
+// newPass, or (empty newPass) the device key alone. oldPass must open the
+// current wrapping. A corrupt key file is refused and never overwritten.
+func (d *Daemon) SetPassphrase(ctx context.Context, name string, oldPass, newPass []byte) (api.Profile, error) {
+	p, err := d.lookup(name)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	defer p.mu.Unlock()
+	if d.stor.insecure {
+		return api.Profile{}, api.Errorf(api.ErrConflict, "profile %s is stored unencrypted (--insecure-unencrypted-storage): a passphrase would protect nothing", name)
+	}
+	if err := d.storageUsable(); err != nil {
+		return api.Profile{}, err
+	}
+	key, err := d.loadKey(ctx, p, oldPass)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	defer key.Wipe()
+	if err := fscrypt.StoreKey(ctx, d.stor.keyFile(name), d.stor.prot, key, newPass); err != nil {
+		return api.Profile{}, fmt.Errorf("profile %s: %w", name, err)
+	}
+	p.stor.passphrase = len(newPass) > 0
+	p.stor.failedUnlocks = 0
+	d.log.Info("passphrase changed", "profile", name, "set", p.stor.passphrase)
+	return p.status(), nil
+}
+
+// storageReconcile runs at start after adoption: the kernel says which
+// profiles are unlocked; those without a passphrase are unlocked; stale
+// overlays of profiles that do not run are unmounted.
+func (d *Daemon) storageReconcile(ctx context.Context) error {
+	for _, name := range d.names() {
+		p, err := d.lookup(name)
+		if err != nil {
+			continue
+		}
+		d.reconcileProfileStorage(ctx, p)
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+func (d *Daemon) reconcileProfileStorage(ctx context.Context, p *profile) {
+	name := p.rec.Name
+	p.stor.encrypted = !d.stor.insecure
+	if w, err := fscrypt.ReadWrappedKey(d.stor.keyFile(name)); err == nil {
+		p.stor.passphrase = w.HasPassphrase()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		d.log.Error("profile key unreadable", "profile", name, "err", err)
+	}
+	if p.ctr != nil {
+		return // running on its overlay: unlocked
+	}
+	if err := images.Unmount(ctx, d.stor.rootfs(name)); err != nil {
+		d.log.Error("unmount stale profile root", "profile", name, "err", err)
+	}
+	unlocked := d.stor.insecure && d.stor.unusable == nil
+	if !d.stor.insecure && d.stor.unusable == nil {
+		unlocked = d.keyPresent(ctx, name) == nil
+	}
+	switch {
+	case unlocked && p.rec.State == api.StateLocked:
+		if err := d.setState(p, api.StateStopped, 0, "key present in the kernel"); err != nil {
+			d.log.Error("record state", "profile", name, "err", err)
+		}
+	case !unlocked && p.rec.State != api.StateLocked:
+		if err := d.setState(p, api.StateLocked, 0, "key not in the kernel"); err != nil {
+			d.log.Error("record state", "profile", name, "err", err)
+		}
+	}
+	if p.rec.State == api.StateLocked && !p.stor.passphrase && d.stor.unusable == nil {
+		if err := d.unlockLocked(ctx, p, nil); err != nil {
+			d.log.Error("unlock at start", "profile", name, "err", err)
+		}
+	}
+}
+
+// storageRoutes adds the storage endpoints: unlock, lock and passphrase
+// for the owner; wipe for root and the system uid only (IT's remote wipe
+// arrives through the system side, and an employee who wants the data
+// gone can lock; removing work data for good is not theirs to decide).
+func (s *Server) storageRoutes(h route) {
+	v := "/" + api.Version
+	h("POST "+v+"/profiles/{name}/unlock", roleOwner, "", func(w http.ResponseWriter, r *http.Request) error {
+		var req api.UnlockRequest
+		if err := decodeBody(r, &req, false); err != nil {
+			return err
+		}
+		pass := []byte(req.Passphrase)
+		defer clear(pass)
+		p, err := s.d.Unlock(r.Context(), r.PathValue("name"), pass)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, p)
+	})
+	h("POST "+v+"/profiles/{name}/lock", roleOwner, "", func(w http.ResponseWriter, r *http.Request) error {
+		if err := decodeBody(r, &struct{}{}, false); err != nil {
+			return err
+		}
+		p, err := s.d.Lock(r.Context(), r.PathValue("name"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, p)
+	})
+	h("POST "+v+"/profiles/{name}/passphrase", roleOwner, "", func(w http.ResponseWriter, r *http.Request) error {
+		var req api.PassphraseRequest
+		if err := decodeBody(r, &req, true); err != nil {
+			return err
+		}
+		oldPass, newPass := []byte(req.Old), []byte(req.New)
+		defer clear(oldPass)
+		defer clear(newPass)
+		p, err := s.d.SetPassphrase(r.Context(), r.PathValue("name"), oldPass, newPass)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, p)
+	})
+	h("POST "+v+"/profiles/{name}/wipe", roleAdmin, "wipe profiles", func(w http.ResponseWriter, r *http.Request) error {
+		if err := decodeBody(r, &struct{}{}, false); err != nil {
+			return err
+		}
+		// A client that hangs up does not cut the wipe short.
+		if err := s.d.Wipe(context.WithoutCancel(r.Context()), r.PathValue("name")); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}

@@ -25,4 +25,7 @@ fi
   if [ "$st" = stopped ]; then bin/workcell --socket "$sock" start work; fi
   echo "make run: the demo profile is up; try: bin/workcell status, bin/workcell exec -- ps, bin/workcell off" >&2
 ) &
-exec bin/workcelld --state-dir "$state" --socket "$sock" --owner-uid "$owner" --stop-timeout 2s
+# The root filesystem here cannot encrypt: the profiles' data lives in a
+# sparse ext4 image made with -O encrypt (1G, made on first run).
+exec bin/workcelld --state-dir "$state" --socket "$sock" --owner-uid "$owner" --stop-timeout 2s \
+  --store-image "$PWD/.run/store.img" --store-size 1G

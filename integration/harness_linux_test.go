@@ -61,10 +61,14 @@ type daemon struct {
 	socket   string
 	cgParent string
 	cfgFile  string
+	netns    string // its own network namespace (`ip netns` name): see newNetNS
 	args     []string
 	cmd      *exec.Cmd
 	log      *bytes.Buffer
 	client   *api.Client
+	// storage is the storage flags: by default its own store image
+	// (storage_linux_test.go).
+	storage []string
 }
 
 type daemonOpt func(*daemon)
@@ -85,6 +89,7 @@ func newDaemon(t *testing.T, opts ...daemonOpt) *daemon {
 	d.socket = filepath.Join(d.run, "workcelld.sock")
 	d.cgParent = fmt.Sprintf("/workcell-it-%d-%d", os.Getpid(), daemonNo.Add(1))
 	d.cfgFile = filepath.Join(dir, "workcelld.json")
+	d.storage = defaultStorage(dir)
 	cfg, _ := json.Marshal(map[string]any{"cgroup_parent": d.cgParent, "stop_timeout": "2s"})
 	if err := os.WriteFile(d.cfgFile, cfg, 0o600); err != nil {
 		t.Fatal(err)
@@ -93,6 +98,7 @@ func newDaemon(t *testing.T, opts ...daemonOpt) *daemon {
 		o(d)
 	}
 	d.client = api.NewClient(d.socket)
+	d.netns = newNetNS(t, "wcit")
 	t.Cleanup(d.cleanup)
 	d.start()
 	return d
@@ -109,8 +115,9 @@ func (d *daemon) with(t *testing.T) *daemon {
 // start runs a workcelld on the daemon's folders and waits for its socket.
 func (d *daemon) start() {
 	d.t.Helper()
-	args := append([]string{"--config", d.cfgFile, "--state-dir", d.state, "--run-dir", d.run, "--log-level", "debug"}, d.args...)
-	d.cmd = exec.Command(filepath.Join(binDir, "workcelld"), args...)
+	args := append([]string{"--config", d.cfgFile, "--state-dir", d.state, "--run-dir", d.run, "--log-level", "debug"}, d.storage...)
+	args = append(args, d.args...)
+	d.cmd = exec.Command("nsenter", append([]string{"--net=" + netnsPath(d.netns), "--", filepath.Join(binDir, "workcelld")}, args...)...)
 	d.log = &bytes.Buffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
@@ -175,6 +182,10 @@ func (d *daemon) cleanup() {
 	for _, dir := range cgroupDirs(d.cgParent) {
 		removeCgroupTree(dir)
 	}
+	// Namespaces a failed test left pinned, then the daemon's own.
+	unpinAll(filepath.Join(d.run, "netns"))
+	deleteNetNS(d.netns)
+	releaseMounts(d.dir)
 	os.RemoveAll(d.dir)
 }
 

@@ -146,9 +146,10 @@ func TestIsolationFromInside(t *testing.T) {
 			t.Errorf("unexpected /dev entry inside: %s", dev)
 		}
 	}
-	// The net namespace is the profile's own: no host interfaces.
-	if r := sh("ls /sys/class/net"); strings.TrimSpace(r.stdout) != "lo" {
-		t.Errorf("interfaces inside: %q, want only lo", r.stdout)
+	// The net namespace is the profile's own: no host interfaces, only
+	// loopback and its end of the veth.
+	if r := sh("ls /sys/class/net"); strings.Join(strings.Fields(r.stdout), " ") != "eth0 lo" {
+		t.Errorf("interfaces inside: %q, want only eth0 and lo", r.stdout)
 	}
 }
 

@@ -307,6 +307,7 @@ func cmdStats(c *cli.Context) error {
 	fmt.Fprintf(tw, "cpu\t%s\n", time.Duration(s.CPUUsageNanos).Round(time.Millisecond))
 	fmt.Fprintf(tw, "memory\t%s%s\n", units.BytesSize(float64(s.MemoryBytes)), limitText(s.MemoryLimitBytes, func(v uint64) string { return units.BytesSize(float64(v)) }))
 	fmt.Fprintf(tw, "pids\t%d%s\n", s.Pids, limitText(s.PidsLimit, func(v uint64) string { return strconv.FormatUint(v, 10) }))
+	fmt.Fprintf(tw, "network\tin %s (%d packets), out %s (%d packets)\n", units.BytesSize(float64(s.NetInBytes)), s.NetInPackets, units.BytesSize(float64(s.NetOutBytes)), s.NetOutPackets)
 	return tw.Flush()
 }
 

@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/docker/go-units"
 	_ "github.com/opencontainers/cgroups/devices"
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
@@ -49,6 +51,10 @@ func app() *cli.App {
 			&cli.BoolFlag{Name: "stop-on-exit", Usage: "stop every profile before exiting (for shutdown)"},
 			&cli.StringFlag{Name: "log-level", Value: def.LogLevel, Usage: "debug, info, warn or error"},
 			&cli.DurationFlag{Name: "stop-timeout", Value: time.Duration(def.StopTimeout), Usage: "how long a profile's init has after SIGTERM"},
+			&cli.StringFlag{Name: "store-image", Usage: "ext4 image `PATH` (made sparse with -O encrypt if missing) loop-mounted to hold the encrypted profile data"},
+			&cli.StringFlag{Name: "store-size", Usage: "size of the store image, e.g. 1G (an existing image must have it)"},
+			&cli.BoolFlag{Name: "insecure-unencrypted-storage", Usage: "keep profile data UNENCRYPTED where the state folder cannot encrypt (not for real use)"},
+			&cli.StringFlag{Name: "net-pool", Usage: "IPv4 `CIDR` the profiles' subnets come from (default 10.231.0.0/16)"},
 		},
 		Action: run,
 	}
@@ -86,6 +92,26 @@ func config(c *cli.Context) (daemon.Config, error) {
 	}
 	if c.IsSet("stop-timeout") {
 		cfg.StopTimeout = daemon.Duration(c.Duration("stop-timeout"))
+	}
+	if c.IsSet("store-image") {
+		abs, err := filepath.Abs(c.String("store-image"))
+		if err != nil {
+			return cfg, fmt.Errorf("--store-image: %w", err)
+		}
+		cfg.StoreImage = abs
+	}
+	if c.IsSet("store-size") {
+		n, err := units.RAMInBytes(c.String("store-size"))
+		if err != nil {
+			return cfg, fmt.Errorf("--store-size %q: want a size such as 1G", c.String("store-size"))
+		}
+		cfg.StoreSize = n
+	}
+	if c.IsSet("insecure-unencrypted-storage") {
+		cfg.InsecureUnencryptedStorage = c.Bool("insecure-unencrypted-storage")
+	}
+	if c.IsSet("net-pool") {
+		cfg.NetPool = c.String("net-pool")
 	}
 	return cfg, cfg.Validate()
 }

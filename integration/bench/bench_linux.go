@@ -130,9 +130,17 @@ func startDaemon(ctx context.Context, bin, dir, cgroupParent string) (*Daemon, *
 		return nil, nil, err
 	}
 	defer logf.Close()
-	d.cmd = exec.Command(bin, "--config", cfgPath,
+	// Its own network namespace: the profiles' veths and rules never
+	// touch the machine's network.
+	ns, err := newDaemonNetNS()
+	if err != nil {
+		return nil, nil, err
+	}
+	d.cmd = exec.Command("nsenter", "--net="+ns, "--", bin, "--config", cfgPath,
 		"--state-dir", filepath.Join(dir, "state"), "--run-dir", filepath.Join(dir, "run"),
-		"--socket", socket, "--log-level", "info")
+		"--socket", socket, "--log-level", "info",
+		// Sparse: room for the storage rows' largest work data.
+		"--store-image", filepath.Join(dir, "store.img"), "--store-size", storeSize)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// Its own process group: a ^C on the terminal reaches only the bench,
 	// which then stops the profiles before the daemon.
@@ -226,12 +234,14 @@ func (b *Bench) teardown() []error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, deleteBenchNetNS(filepath.Join(b.Dir, "run"))...)
 	if b.DevNull != nil {
 		b.DevNull.Close()
 	}
 	if err := removeCgroups(b.CgroupParent); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, releaseMounts(b.Dir)...)
 	if err := os.RemoveAll(b.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", b.Dir, err))
 	}

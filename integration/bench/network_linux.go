@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/workcell/workcell/api"
+	"github.com/workcell/workcell/netns"
+)
+
+// The network section: issue 3's budget. The bench's workcelld runs in a
+// network namespace of its own (its "host" side), with a fake uplink into
+// a "router" namespace that plays the internet and runs iperf3 -s. Nothing
+// touches the machine's own network.
+func init() {
+	Register(Row{Section: "network", Name: "net-throughput", Run: netThroughput})
+	Register(Row{Section: "network", Name: "net-setup-teardown", Run: netSetupTeardown})
+	Register(Row{Section: "network", Name: "net-allow-change", Run: netAllowChange})
+}
+
+const (
+	benchHostUplink = "198.51.100.2"
+	benchRouter     = "198.51.100.1"
+	benchInet       = "203.0.113.10" // the iperf3 server, "on the internet"
+	benchPeerHost   = "10.232.0.1"   // the plain veth namespace's gateway
+	benchPeerAddr   = "10.232.0.2"
+)
+
+// benchNS are the namespaces this run made (`ip netns` names), deleted at
+// the end whatever happens.
+var (
+	benchNSMu sync.Mutex
+	benchNS   []string
+)
+
+func addBenchNS(suffix string) (string, error) {
+	name := fmt.Sprintf("wcbench-%d-%s", os.Getpid(), suffix)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
+	}
+	benchNSMu.Lock()
+	benchNS = append(benchNS, name)
+	benchNSMu.Unlock()
+	return name, ipn(name, "link", "set", "lo", "up")
+}
+
+// newDaemonNetNS makes the namespace the bench's workcelld runs in.
+func newDaemonNetNS() (string, error) {
+	name, err := addBenchNS("host")
+	daemonNS = "/run/netns/" + name
+	return daemonNS, err
+}
+
+// deleteBenchNetNS unpins what a failed run left under runDir/netns and
+// deletes the run's namespaces.
+func deleteBenchNetNS(runDir string) []error {
+	var errs []error
+	entries, _ := os.ReadDir(filepath.Join(runDir, "netns"))
+	for _, e := range entries {
+		p := filepath.Join(runDir, "netns", e.Name())
+		for unix.Unmount(p, unix.MNT_DETACH) == nil {
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	benchNSMu.Lock()
+	defer benchNSMu.Unlock()
+	for _, n := range benchNS {
+		if out, err := exec.Command("ip", "netns", "del", n).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ip netns del %s: %v: %s", n, err, out))
+		}
+	}
+	benchNS = nil
+	return errs
+}
+
+func ipn(ns string, args ...string) error {
+	out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip -n %s %s: %v: %s", ns, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// netWorld is the topology the throughput rows share.
+type netWorld struct {
+	profile string
+	nsPath  string // the profile's pinned namespace
+	peerNS  string // the plain veth namespace, no rules
+}
+
+func netTopology(ctx context.Context, b *Bench) (*netWorld, error) {
+	v, err := b.Fixture("networld", func() (any, error) {
+		if _, err := exec.LookPath("iperf3"); err != nil {
+			return nil, fmt.Errorf("iperf3 is missing (hack/install-deps installs it): %w", err)
+		}
+		host := strings.TrimPrefix(daemonNS, "/run/netns/")
+		rtr, err := addBenchNS("router")
+		if err != nil {
+			return nil, err
+		}
+		peer, err := addBenchNS("peer")
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range [][]string{
+			{host, "link", "add", "up0", "type", "veth", "peer", "name", "r-up", "netns", rtr},
+			{host, "addr", "add", benchHostUplink + "/24", "dev", "up0"},
+			{host, "link", "set", "up0", "up"},
+			{host, "route", "add", "default", "via", benchRouter},
+			{rtr, "addr", "add", benchRouter + "/24", "dev", "r-up"},
+			{rtr, "link", "set", "r-up", "up"},
+			{rtr, "addr", "add", benchInet + "/32", "dev", "lo"},
+			{rtr, "route", "add", "10.232.0.0/30", "via", benchHostUplink},
+			// The peer: a namespace behind a plain veth, routed, no rules.
+			{host, "link", "add", "pv0", "type", "veth", "peer", "name", "eth0", "netns", peer},
+			{host, "addr", "add", benchPeerHost + "/30", "dev", "pv0"},
+			{host, "link", "set", "pv0", "up"},
+			{peer, "addr", "add", benchPeerAddr + "/30", "dev", "eth0"},
+			{peer, "link", "set", "eth0", "up"},
+			{peer, "route", "add", "default", "via", benchPeerHost},
+		} {
+			if err := ipn(c[0], c[1:]...); err != nil {
+				return nil, err
+			}
+		}
+		srv := exec.Command("ip", "netns", "exec", rtr, "iperf3", "-s", "-B", benchInet, "-p", "5201")
+		srv.Stdout, srv.Stderr = b.DevNull, b.DevNull
+		if err := srv.Start(); err != nil {
+			return nil, fmt.Errorf("start iperf3 server: %w", err)
+		}
+		b.AtEnd("stop iperf3 server", func(context.Context) error { _ = srv.Process.Kill(); _ = srv.Wait(); return nil })
+
+		w := &netWorld{profile: "netbench", peerNS: "/run/netns/" + peer}
+		bundle, err := b.Bundle("sleeper", sleeperArgs...)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.Profile(ctx, w.profile, bundle); err != nil {
+			return nil, err
+		}
+		if err := setAllow(ctx, b, w.profile, 10); err != nil {
+			return nil, err
+		}
+		if _, err := b.Client.Start(ctx, w.profile); err != nil {
+			return nil, fmt.Errorf("start profile %s: %w", w.profile, err)
+		}
+		w.nsPath = filepath.Join(b.Dir, "run", "netns", w.profile)
+		// The server needs a moment to listen.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := iperf(ctx, w.peerNS, time.Second); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				return nil, fmt.Errorf("iperf3 through the peer path: %w", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return w, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*netWorld), nil
+}
+
+// setAllow gives the profile an allow-list of n entries whose last one is
+// the iperf3 server.
+func setAllow(ctx context.Context, b *Bench, profile string, n int) error {
+	s := api.NetworkSettings{Mode: api.NetworkDirect}
+	for _, r := range netns.SyntheticAllowList(n - 1) {
+		s.Allow = append(s.Allow, r.String())
+	}
+	s.Allow = append(s.Allow, benchInet+"/tcp:5201")
+	if _, err := b.Client.SetNetwork(ctx, profile, s); err != nil {
+		return fmt.Errorf("allow-list of %d entries: %w", n, err)
+	}
+	return nil
+}
+
+// iperf runs an iperf3 client in the namespace at ns (nsenter from the
+// host: the busybox profile has no iperf3, and the kernel path measured is
+// the same: namespace, veth, nftables, NAT) and returns Gbit/s received.
+func iperf(ctx context.Context, ns string, d time.Duration) (float64, error) {
+	out, err := exec.CommandContext(ctx, "nsenter", "--net="+ns, "--", "iperf3", "-c", benchInet, "-p", "5201",
+		"-t", fmt.Sprint(d.Seconds()), "-J").Output()
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if jerr := json.Unmarshal(out, &res); jerr != nil || res.Error != "" || err != nil {
+		return 0, fmt.Errorf("iperf3 in %s: %v %s", ns, errors.Join(err, jerr), res.Error)
+	}
+	return res.End.SumReceived.BitsPerSecond / 1e9, nil
+}
+
+func gbits(v float64) Figure { return Figure{Value: v, Unit: "Gbit/s", Set: true} }
+
+func median(vs []float64) float64 {
+	s := append([]float64(nil), vs...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// netThroughput: iperf3 from inside the profile to the fake internet host
+// with 10 and with 10,000 allow-list entries, interleaved with the same
+// transfer from a plain veth namespace with no rules (and no NAT).
+func netThroughput(ctx context.Context, b *Bench) ([]Line, error) {
+	w, err := netTopology(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	n, dur := b.N(5, 1), time.Duration(b.N(3, 1))*time.Second
+	measure := func(allow int) (wc, peer []float64, err error) {
+		if err := setAllow(ctx, b, w.profile, allow); err != nil {
+			return nil, nil, err
+		}
+		err = interleave(n, n, func(int) error {
+			v, err := iperf(ctx, w.nsPath, dur)
+			wc = append(wc, v)
+			return err
+		}, func(int) error {
+			v, err := iperf(ctx, w.peerNS, dur)
+			peer = append(peer, v)
+			return err
+		})
+		return wc, peer, err
+	}
+	wc10, peer10, err := measure(10)
+	if err != nil {
+		return nil, err
+	}
+	wc10k, peer10k, err := measure(10000)
+	if err != nil {
+		return nil, err
+	}
+	note := "iperf3 -c by nsenter in the profile's netns (busybox has none): same kernel path"
+	r10 := median(wc10) / median(peer10)
+	// Compare the two list sizes by their ratio to the peer measured beside
+	// each, so that drift of the shared machine between the blocks cancels.
+	rk := (median(wc10k) / median(peer10k)) / r10
+	return []Line{
+		{Name: "net-throughput", Workcell: gbits(median(wc10)), Peer: gbits(median(peer10)), PeerName: "plain veth netns, no rules, no NAT",
+			Target: ">= 0.95x", Over: r10 < 0.95, Note: "10 allow entries, NAT; " + note},
+		{Name: "net-throughput-10k", Workcell: gbits(median(wc10k)), Peer: gbits(median(wc10)), PeerName: "the same profile with 10 entries",
+			Target: ">= 0.95x", Over: rk < 0.95, Note: fmt.Sprintf("10,000 allow entries; %.2fx after normalizing each block by its peer", rk)},
+	}, nil
+}
+
+// netSetupTeardown: a profile's whole network made (namespace, veth,
+// addresses, routes, rules) and removed by netns.Manager, in a namespace
+// of its own, vs the same namespace and veth made and deleted with ip(8)
+// and no rules.
+func netSetupTeardown(ctx context.Context, b *Bench) ([]Line, error) {
+	host, err := addBenchNS("setup")
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(b.Dir, "netsetup")
+	m, err := netns.NewManager(filepath.Join(dir, "run"), filepath.Join(dir, "network.json"), netns.WithHostNS("/run/netns/"+host))
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	rounds := b.N(20, 3)
+	setup, teardown, err := netns.BenchSetupTeardown(ctx, m, "bench", netns.Settings{Mode: netns.ModeDirect}, rounds)
+	if err != nil {
+		return nil, err
+	}
+	var pSetup, pTeardown time.Duration
+	for i := range rounds {
+		name := fmt.Sprintf("wcbench-%d-ip%d", os.Getpid(), i)
+		t0 := time.Now()
+		for _, c := range [][]string{
+			{"ip", "netns", "add", name},
+			{"ip", "-n", host, "link", "add", "wc-ip", "type", "veth", "peer", "name", "eth0", "netns", name},
+			{"ip", "-n", host, "addr", "add", "10.233.0.1/30", "dev", "wc-ip"},
+			{"ip", "-n", host, "link", "set", "wc-ip", "up"},
+			{"ip", "-n", name, "addr", "add", "10.233.0.2/30", "dev", "eth0"},
+			{"ip", "-n", name, "link", "set", "eth0", "up"},
+			{"ip", "-n", name, "link", "set", "lo", "up"},
+			{"ip", "-n", name, "route", "add", "default", "via", "10.233.0.1"},
+		} {
+			if out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
+				exec.Command("ip", "netns", "del", name).Run()
+				return nil, fmt.Errorf("%s: %v: %s", strings.Join(c, " "), err, out)
+			}
+		}
+		t1 := time.Now()
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "del", name).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ip netns del: %v: %s", err, out)
+		}
+		if out, err := exec.CommandContext(ctx, "ip", "-n", host, "link", "del", "wc-ip").CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find") {
+			return nil, fmt.Errorf("ip link del: %v: %s", err, out)
+		}
+		pSetup += t1.Sub(t0)
+		pTeardown += time.Since(t1)
+	}
+	pSetup /= time.Duration(rounds)
+	pTeardown /= time.Duration(rounds)
+	return []Line{
+		{Name: "net-setup", Workcell: Millis(setup), Peer: Millis(pSetup), PeerName: "ip(8): netns + veth + addresses + route, no rules",
+			Target: "<= 100 ms", Over: setup > 100*time.Millisecond, Note: fmt.Sprintf("mean of %d; includes waiting until both ends are up", rounds)},
+		{Name: "net-teardown", Workcell: Millis(teardown), Peer: Millis(pTeardown), PeerName: "ip netns del + link del",
+			Target: "<= 100 ms", Over: teardown > 100*time.Millisecond, Note: fmt.Sprintf("mean of %d", rounds)},
+	}, nil
+}
+
+// netAllowChange: replacing a running profile's allow-list with 1,000
+// entries through the API (one atomic nftables batch), vs the same call
+// with 10 entries.
+func netAllowChange(ctx context.Context, b *Bench) ([]Line, error) {
+	w, err := netTopology(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	n := b.N(15, 3)
+	var big, small Samples
+	// Alternate sizes so that every call is a real change.
+	err = interleave(n, n, func(int) error {
+		return big.timed(func() error { return setAllow(ctx, b, w.profile, 1000) })
+	}, func(int) error {
+		return small.timed(func() error { return setAllow(ctx, b, w.profile, 10) })
+	})
+	if err != nil {
+		return nil, err
+	}
+	wc := big.Median()
+	return []Line{{Name: "net-allow-change", Workcell: wc, Peer: small.Median(), PeerName: "the same change to 10 entries",
+		WorkcellP99: big.Quantile(0.99), PeerP99: small.Quantile(0.99),
+		Target: "<= 100 ms", Over: wc.Value > 100, Note: "1,000 entries, live, through the API (PUT .../network)"}}, nil
+}
+
+// daemonNS is the namespace the bench's workcelld runs in.
+var daemonNS string

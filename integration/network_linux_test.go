@@ -1,0 +1,417 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	vns "github.com/vishvananda/netns"
+
+	"github.com/workcell/workcell/api"
+)
+
+// Addresses of the fake world the network tests build around the daemon's
+// own namespace (the phone's "host" side). Nothing leaves the namespaces
+// the test made.
+const (
+	hostUplinkAddr = "198.51.100.2" // the phone on its uplink
+	routerAddr     = "198.51.100.1" // the uplink's gateway
+	hostLANAddr    = "192.168.50.1"
+	lanServer      = "192.168.50.2" // a host in the home LAN
+	inetServer     = "203.0.113.10" // "the internet": ports 80 and 8080
+	vpnEndpoint    = "203.0.113.20" // a VPN server: port 443
+	dnsServer      = "203.0.113.53"
+)
+
+// world is a daemon in its namespace with an uplink into a router that
+// plays the internet, a home LAN, and services on the host itself.
+type world struct {
+	*daemon
+	host, router, lan string // namespace paths
+}
+
+func newWorld(t *testing.T, opts ...daemonOpt) *world {
+	t.Helper()
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	// A loopback stub first: it must never reach the profile.
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.53\nnameserver "+dnsServer+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemon(t, append([]daemonOpt{withConfig("net_resolv_conf", resolv)}, opts...)...)
+	w := &world{daemon: d, host: netnsPath(d.netns)}
+	h := d.netns
+	rtr, lan := newNetNS(t, "wcit-r"), newNetNS(t, "wcit-l")
+	w.router, w.lan = netnsPath(rtr), netnsPath(lan)
+
+	ipIn(t, h, "link", "add", "up0", "type", "veth", "peer", "name", "r-up", "netns", rtr)
+	ipIn(t, h, "addr", "add", hostUplinkAddr+"/24", "dev", "up0")
+	ipIn(t, h, "link", "set", "up0", "up")
+	ipIn(t, h, "route", "add", "default", "via", routerAddr)
+	ipIn(t, rtr, "addr", "add", routerAddr+"/24", "dev", "r-up")
+	ipIn(t, rtr, "link", "set", "r-up", "up")
+	for _, a := range []string{inetServer, vpnEndpoint, dnsServer} {
+		ipIn(t, rtr, "addr", "add", a+"/32", "dev", "lo")
+	}
+	// A hostile internet would try to reach work directly.
+	ipIn(t, rtr, "route", "add", "10.231.0.0/16", "via", hostUplinkAddr)
+
+	ipIn(t, h, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lan)
+	ipIn(t, h, "addr", "add", hostLANAddr+"/24", "dev", "lan0")
+	ipIn(t, h, "link", "set", "lan0", "up")
+	ipIn(t, lan, "addr", "add", lanServer+"/24", "dev", "eth0")
+	ipIn(t, lan, "link", "set", "eth0", "up")
+	ipIn(t, lan, "route", "add", "default", "via", hostLANAddr)
+
+	w.serve(w.router, "0.0.0.0:80", "internet")
+	w.serve(w.router, "0.0.0.0:8080", "internet-8080")
+	w.serve(w.router, vpnEndpoint+":443", "vpn")
+	w.serve(w.lan, "0.0.0.0:80", "lan")
+	w.serve(w.host, "0.0.0.0:7000", "host-any")
+	w.serve(w.host, "127.0.0.1:7001", "host-loopback")
+	return w
+}
+
+// in runs fn on a thread inside the namespace at path.
+func in(path string, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := vns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	h, err := vns.GetFromPath(path)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := vns.Set(h); err != nil {
+		return err
+	}
+	defer vns.Set(orig)
+	return fn()
+}
+
+// serve answers every connection with "NAME REMOTEADDR\n".
+func (w *world) serve(ns, addr, name string) {
+	w.t.Helper()
+	var l net.Listener
+	if err := in(ns, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+		w.t.Fatalf("listen %s in %s: %v", addr, ns, err)
+	}
+	w.t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr().(*net.TCPAddr).IP)
+			c.Close()
+		}
+	}()
+}
+
+// probe is one connection attempt and whether it must work.
+type probe struct {
+	name    string
+	addr    string // host:port
+	allowed bool
+	want    string // when allowed: the server's line contains this
+}
+
+// fromProfile tries every probe at once from inside the running profile
+// (busybox nc through `workcell exec`) and reports each one that behaves
+// wrongly.
+func (w *world) fromProfile(t *testing.T, profile string, probes ...probe) {
+	t.Helper()
+	var sb strings.Builder
+	for i, p := range probes {
+		host, port, _ := strings.Cut(p.addr, ":")
+		fmt.Fprintf(&sb, "(echo \"%d|$(timeout 2 nc -w 1 %s %s </dev/null 2>/dev/null | head -n1)\") & ", i, host, port)
+	}
+	sb.WriteString("wait")
+	out := w.with(t).ok("exec", profile, "--", "sh", "-c", sb.String())
+	got := map[int]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		i, rest, ok := strings.Cut(line, "|")
+		if n, err := strconv.Atoi(i); ok && err == nil {
+			got[n] = strings.TrimSpace(rest)
+		}
+	}
+	for i, p := range probes {
+		line := got[i]
+		switch {
+		case p.allowed && line == "":
+			t.Errorf("%s (%s) from %s: should work, got nothing", p.name, p.addr, profile)
+		case p.allowed && !strings.Contains(line, p.want):
+			t.Errorf("%s (%s) from %s: got %q, want it to contain %q", p.name, p.addr, profile, line, p.want)
+		case !p.allowed && line != "":
+			t.Errorf("%s (%s) from %s: should be blocked, got %q", p.name, p.addr, profile, line)
+		}
+	}
+}
+
+// intoWork tries to connect from the given namespaces to addr; each must fail.
+func intoWork(t *testing.T, addr string, from map[string]string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for name, ns := range from {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c net.Conn
+			err := in(ns, func() (err error) { c, err = net.DialTimeout("tcp", addr, 800*time.Millisecond); return err })
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(800 * time.Millisecond))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			mu.Lock()
+			t.Errorf("%s into work (%s): connected, got %q", name, addr, line)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+func (w *world) network(t *testing.T, name string) api.Network {
+	t.Helper()
+	var n api.Network
+	if err := json.Unmarshal([]byte(w.with(t).ok("net", "show", "--json", name)), &n); err != nil {
+		t.Fatalf("net show --json: %v", err)
+	}
+	return n
+}
+
+func (w *world) stats(t *testing.T, name string) api.Stats {
+	t.Helper()
+	var s api.Stats
+	if err := json.Unmarshal([]byte(w.with(t).ok("stats", "--json", name)), &s); err != nil {
+		t.Fatalf("stats --json: %v", err)
+	}
+	return s
+}
+
+// nftObjects lists the tables, chains and sets in a namespace.
+func nftObjects(t *testing.T, ns string) []string {
+	t.Helper()
+	h, err := vns.GetFromPath(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		t.Fatalf("list nftables tables: %v", err)
+	}
+	var out []string
+	for _, tb := range tables {
+		out = append(out, "table "+tb.Name)
+		sets, _ := c.GetSets(tb)
+		for _, s := range sets {
+			out = append(out, "set "+s.Name)
+		}
+	}
+	chains, _ := c.ListChains()
+	for _, ch := range chains {
+		out = append(out, "chain "+ch.Name)
+	}
+	return out
+}
+
+func flushWorkcellTable(t *testing.T, ns string) {
+	t.Helper()
+	h, err := vns.GetFromPath(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "workcell"})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("delete table workcell: %v", err)
+	}
+}
+
+func TestNetworkThroughTheDaemon(t *testing.T) {
+	w := newWorld(t, withArgs("--owner-uid", "4242"))
+	w.install("work")
+	w.install("other")
+	if n := w.network(t, "work"); n.Present || n.Settings.Mode != "direct" {
+		t.Fatalf("installed, never started: %+v, want direct mode and no network yet", n)
+	}
+	w.with(t).ok("start", "work")
+	w.with(t).ok("start", "other")
+
+	work, other := w.network(t, "work"), w.network(t, "other")
+	if !work.Present || work.HostInterface != "wc-work" || !strings.HasPrefix(work.Address, "10.231.") || work.Address == other.Address {
+		t.Fatalf("net show: work %+v, other %+v", work, other)
+	}
+	workIP, _, _ := strings.Cut(work.Address, "/")
+	otherIP, _, _ := strings.Cut(other.Address, "/")
+	gwIP, _, _ := strings.Cut(work.Gateway, "/")
+	workNS := filepath.Join(w.run, "netns", "work")
+	otherNS := filepath.Join(w.run, "netns", "other")
+	// Servers inside the profiles' namespaces (the ones their containers joined).
+	w.serve(workNS, "0.0.0.0:9000", "work")
+	w.serve(otherNS, "0.0.0.0:9000", "other")
+
+	if out := w.with(t).ok("net", "show", "work"); !strings.Contains(out, "mode") || !strings.Contains(out, "direct") || !strings.Contains(out, work.Address) || !strings.Contains(out, "every public address") {
+		t.Errorf("net show (text):\n%s", out)
+	}
+	if rc := w.with(t).ok("exec", "work", "--", "cat", "/etc/resolv.conf"); !strings.Contains(rc, "nameserver "+dnsServer) || strings.Contains(rc, "127.0.0.53") {
+		t.Errorf("the profile's /etc/resolv.conf must name the upstream resolver, never the loopback stub:\n%s", rc)
+	}
+	if r := w.with(t).cli("exec", "work", "--", "sh", "-c", "echo x > /etc/resolv.conf"); r.code == 0 {
+		t.Errorf("the profile could write its /etc/resolv.conf")
+	}
+
+	isolated := []probe{
+		{name: "host service on 0.0.0.0 via the uplink address", addr: hostUplinkAddr + ":7000"},
+		{name: "host service via the veth's host address", addr: gwIP + ":7000"},
+		{name: "host loopback service via the gateway", addr: gwIP + ":7001"},
+		{name: "host LAN address", addr: hostLANAddr + ":7000"},
+		{name: "home LAN server", addr: lanServer + ":80"},
+		{name: "uplink router (connected network)", addr: routerAddr + ":80"},
+		{name: "other profile", addr: otherIP + ":9000"},
+	}
+	inbound := map[string]string{"host": w.host, "home LAN": w.lan, "internet": w.router, "other profile": otherNS}
+
+	t.Run("direct", func(t *testing.T) {
+		w.fromProfile(t, "work", append(isolated,
+			probe{name: "internet, masqueraded", addr: inetServer + ":80", allowed: true, want: "internet " + hostUplinkAddr},
+			probe{name: "internet, other port", addr: inetServer + ":8080", allowed: true, want: "internet-8080"},
+		)...)
+		intoWork(t, workIP+":9000", inbound)
+		s := w.stats(t, "work")
+		if s.NetOutPackets == 0 || s.NetInPackets == 0 || s.NetInBytes == 0 || s.NetOutBytes == 0 {
+			t.Errorf("stats after traffic: %+v, want network counters", s)
+		}
+		if out := w.with(t).ok("stats", "work"); !strings.Contains(out, "network") {
+			t.Errorf("stats (text) shows no network line:\n%s", out)
+		}
+	})
+
+	t.Run("allow-list changes live", func(t *testing.T) {
+		n := w.network(t, "work")
+		before := n.Counters.OutPackets
+		w.with(t).ok("net", "set", "work", "--mode", "direct", "--allow", inetServer+"/tcp:8080", "--allow", "198.18.0.0/15")
+		if n := w.network(t, "work"); strings.Join(n.Settings.Allow, ",") != inetServer+"/tcp:8080,198.18.0.0/15" || n.Counters.OutPackets < before {
+			t.Errorf("net show after set: %+v", n)
+		}
+		allowed8080 := append(isolated,
+			probe{name: "allowed port", addr: inetServer + ":8080", allowed: true, want: "internet-8080"},
+			probe{name: "same host, port not allowed", addr: inetServer + ":80"},
+		)
+		w.fromProfile(t, "work", allowed8080...)
+
+		// Bad values are refused, naming the value; the rules stay.
+		w.with(t).fails(2, "300.1.1.1/8", "net", "set", "work", "--mode", "direct", "--allow", "300.1.1.1/8")
+		w.with(t).fails(2, "sideways", "net", "set", "work", "--mode", "sideways")
+		w.with(t).fails(2, "tcp:99999", "net", "set", "work", "--mode", "direct", "--allow", "203.0.113.0/24/tcp:99999")
+		w.with(t).fails(2, "vpn_endpoints", "net", "set", "work", "--mode", "vpn-lockdown")
+		w.with(t).fails(2, hostUplinkAddr, "net", "set", "work", "--mode", "direct", "--dns", hostUplinkAddr)
+		if n := w.network(t, "work"); len(n.Settings.Allow) != 2 {
+			t.Errorf("settings after refused changes: %+v", n.Settings)
+		}
+		w.fromProfile(t, "work", allowed8080...)
+
+		// Only root or the system uid may change the network; the owner may look.
+		owner := []string{"setpriv", "--reuid", "4242", "--regid", "4242", "--clear-groups"}
+		if r := w.with(t).cliAs(owner, "", "net", "set", "work", "--mode", "offline"); r.code != 4 || !strings.Contains(r.stderr, "uid 4242") {
+			t.Errorf("net set as the owner: exit %d, %q; want 4 naming the uid", r.code, r.stderr)
+		}
+		if r := w.with(t).cliAs(owner, "", "net", "show", "work"); r.code != 0 {
+			t.Errorf("net show as the owner: exit %d, %q", r.code, r.stderr)
+		}
+	})
+
+	t.Run("offline", func(t *testing.T) {
+		w.with(t).ok("net", "set", "work", "--mode", "offline")
+		w.fromProfile(t, "work", append(isolated,
+			probe{name: "internet", addr: inetServer + ":80"},
+			probe{name: "internet 8080", addr: inetServer + ":8080"},
+		)...)
+		intoWork(t, workIP+":9000", inbound)
+		// The other profile is untouched.
+		w.fromProfile(t, "other", probe{name: "internet", addr: inetServer + ":80", allowed: true, want: "internet"})
+	})
+
+	t.Run("vpn-lockdown", func(t *testing.T) {
+		w.with(t).ok("net", "set", "work", "--mode", "vpn-lockdown", "--vpn-endpoint", vpnEndpoint+":443")
+		w.fromProfile(t, "work", append(isolated,
+			probe{name: "VPN endpoint", addr: vpnEndpoint + ":443", allowed: true, want: "vpn"},
+			probe{name: "internet outside the tunnel", addr: inetServer + ":80"},
+		)...)
+		// The tun device comes with the next start.
+		w.with(t).ok("stop", "work")
+		w.with(t).ok("start", "work")
+		if out := w.with(t).ok("exec", "work", "--", "sh", "-c", "ls -l /dev/net/tun && exec 3<>/dev/net/tun && echo opened"); !strings.Contains(out, "10,") || !strings.Contains(out, "opened") {
+			t.Errorf("/dev/net/tun in vpn-lockdown mode:\n%s", out)
+		}
+		if r := w.with(t).cli("exec", "other", "--", "ls", "/dev/net/tun"); r.code == 0 {
+			t.Errorf("a direct-mode profile has /dev/net/tun")
+		}
+		w.fromProfile(t, "work", probe{name: "VPN endpoint after restart", addr: vpnEndpoint + ":443", allowed: true, want: "vpn"})
+		w.with(t).ok("net", "set", "work", "--mode", "direct")
+	})
+
+	t.Run("repair after restart", func(t *testing.T) {
+		// term and start change the daemon itself, not a copy.
+		parent := w.t
+		w.t = t
+		defer func() { w.t = parent }()
+		w.term()
+		flushWorkcellTable(t, w.host)
+		ipIn(t, w.netns, "link", "del", "wc-work")
+		w.start()
+		w.fromProfile(t, "work", append(isolated,
+			probe{name: "internet after repair", addr: inetServer + ":80", allowed: true, want: "internet"},
+		)...)
+		w.fromProfile(t, "other", probe{name: "internet after repair", addr: inetServer + ":80", allowed: true, want: "internet"})
+		intoWork(t, workIP+":9000", inbound)
+	})
+
+	t.Run("nothing left after remove", func(t *testing.T) {
+		w.with(t).ok("remove", "work")
+		if _, err := os.Stat(workNS); !os.IsNotExist(err) {
+			t.Errorf("pinned namespace %s left: %v", workNS, err)
+		}
+		if err := in(w.host, func() error { _, err := net.InterfaceByName("wc-work"); return err }); err == nil {
+			t.Errorf("link wc-work left after remove")
+		}
+		for _, o := range nftObjects(t, w.host) {
+			if strings.Contains(o, "work:") {
+				t.Errorf("nftables object left after remove: %s", o)
+			}
+		}
+		w.fromProfile(t, "other", probe{name: "internet", addr: inetServer + ":80", allowed: true, want: "internet"})
+		w.with(t).ok("remove", "other")
+		if objs := nftObjects(t, w.host); len(objs) != 0 {
+			t.Errorf("nftables objects left after the last remove: %v", objs)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(w.run, "netns")); len(ents) != 0 {
+			t.Errorf("pinned namespaces left: %v", ents)
+		}
+	})
+}
