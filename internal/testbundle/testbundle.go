@@ -21,8 +21,10 @@ import (
 // BusyboxPath is the static busybox copied into every bundle.
 const BusyboxPath = "/bin/busybox"
 
-// DefaultArgs keep init alive until SIGTERM, which it honours at once.
-var DefaultArgs = []string{"sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"}
+// DefaultArgs keep init alive until SIGTERM, which it honours at once. The
+// sleep is short because busybox ash can miss a trapped signal that lands
+// just before its wait blocks; the next child's exit then runs the trap.
+var DefaultArgs = []string{"sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"}
 
 // ErrNoBusybox is returned when BusyboxPath is missing.
 var ErrNoBusybox = errors.New(BusyboxPath + " is missing: apt-get install busybox-static")
