@@ -1,0 +1,40 @@
+// Package binder speaks Android's binder IPC in pure Go: the kernel
+// driver's protocol (Linux only, golang.org/x/sys/unix against the UAPI
+// header linux/android/binder.h) and libbinder's parcel format for the
+// Android release a caller chooses (10, 11 or 14; see Release).
+//
+// Parcels (Parcel, ParseParcel) build on any OS. A received parcel is
+// checked before use: object offsets must be inside the data, 4-aligned,
+// ascending and non-overlapping, and plain reads may not cover an object.
+// The reader never panics on hostile bytes (FuzzParcelReader).
+//
+// The driver layer (Conn) opens a device, checks protocol version 8, maps
+// the receive buffer read-only, and talks BINDER_WRITE_READ from goroutines
+// locked to their OS threads, because the driver tracks threads: a reply
+// goes to the thread that sent the call, and a call nested back into a
+// thread waiting for a reply is served by that thread (Transact handles
+// it). Serve runs the looper threads that take process-wide work. Local
+// objects are Nodes served by a Handler; remote ones are handles, on which
+// the connection takes a strong and a weak reference when they arrive
+// (before freeing the buffer that carried them) until ReleaseHandle.
+// Received buffers are always copied out and freed (BC_FREE_BUFFER).
+//
+// # Tests
+//
+// `go test ./binder/` runs the portable tests: UAPI sizes and numbers
+// (checked once against the kernel header with a C program), parcel
+// encodings per release, and the fuzz seeds.
+//
+// The driver tests need a real binder driver, which this project's CI
+// hosts lack, so they sit behind the build tag binderdriver and run in the
+// qemu guest of integration/vm, where binder_linux is loaded with
+// devices=binder,workbinder. The harness builds them statically:
+//
+//	CGO_ENABLED=0 go test -c -tags binderdriver -o binder.test ./binder/
+//
+// and runs ./binder.test -test.v in the guest. They use
+// /dev/workbinder unless WORKCELL_BINDER_DEVICE names another device, and
+// they fail, not skip, when the device is missing. Each test starts its
+// server (the context manager) by re-executing the test binary with
+// WORKCELL_BINDER_TEST_ROLE=server, and plays the client itself.
+package binder
