@@ -54,6 +54,10 @@ type Network struct {
 	// DNS are the resolvers the profile's /etc/resolv.conf names.
 	DNS      []string        `json:"dns,omitempty"`
 	Counters NetworkCounters `json:"counters"`
+	// Pending, in the answer to a change of a running profile, says what of
+	// it reaches the container only at its next start (the tunnel device
+	// and CAP_NET_ADMIN of vpn-lockdown); the rules apply at once.
+	Pending string `json:"pending,omitempty"`
 }
 
 // Network returns a profile's network: addresses, settings and counters.

@@ -54,6 +54,9 @@ type profile struct {
 	installing bool
 	// stor is the profile's key and lock state (storage_linux.go).
 	stor profileStorage
+	// tun says the running container was started in vpn-lockdown mode, with
+	// the tunnel device and CAP_NET_ADMIN (network_linux.go).
+	tun bool
 }
 
 // New opens the state directory (one daemon at a time), then reconciles:

@@ -32,8 +32,14 @@ const (
 	resolvConfPath = "/etc/resolv.conf"
 )
 
-// tunDevice is what a VPN client inside the profile opens.
+// tunDevice is what a VPN client inside the profile opens; tunCapability
+// lets it make the tunnel interface and route through it. Both are
+// confined to the profile's own network namespace, where only the kill
+// switch lives: the host's rules, which the profile cannot touch, are the
+// enforcement.
 var tunDevice = specs.LinuxDevice{Path: "/dev/net/tun", Type: "c", Major: 10, Minor: 200, FileMode: ptr(os.FileMode(0o666)), UID: ptr(uint32(0)), GID: ptr(uint32(0))}
+
+const tunCapability = "CAP_NET_ADMIN"
 
 func ptr[T any](v T) *T { return &v }
 
@@ -89,8 +95,10 @@ func (d *Daemon) networkUp(ctx context.Context, p *profile, h *sandbox.HardenOpt
 		Destination: resolvConfPath, Type: "bind", Source: rc,
 		Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
 	})
-	if s.Mode == netns.ModeVPNLockdown {
+	p.tun = s.Mode == netns.ModeVPNLockdown
+	if p.tun {
 		h.Devices = append(h.Devices, tunDevice)
+		h.ExtraCapabilities = append(h.ExtraCapabilities, tunCapability)
 	}
 	return nil
 }
@@ -261,8 +269,22 @@ func (d *Daemon) SetNetwork(ctx context.Context, name string, w api.NetworkSetti
 		}
 		return api.Network{}, err
 	}
+	// A running container's devices and capabilities are fixed at its
+	// start: the rules change now, the tunnel's means at the next start.
+	var pending string
+	switch wantTun := s.Mode == netns.ModeVPNLockdown; {
+	case live && wantTun && !p.tun:
+		pending = "the tunnel device /dev/net/tun and CAP_NET_ADMIN arrive at the profile's next start (stop and start it to run a VPN client); until then nothing but the VPN endpoints is reachable"
+	case live && !wantTun && p.tun:
+		pending = "the tunnel device and CAP_NET_ADMIN stay until the profile's next start; the host's rules of the new mode hold meanwhile"
+	}
 	d.log.Info("network settings changed", "profile", name, "mode", s.Mode, "allow", len(s.Allow), "live", live)
-	return d.networkLocked(ctx, name)
+	if pending != "" {
+		d.log.Info("network change waits for the next start", "profile", name, "pending", pending)
+	}
+	n, err := d.networkLocked(ctx, name)
+	n.Pending = pending
+	return n, err
 }
 
 // applyNetwork changes a running profile's rules and its resolv.conf.

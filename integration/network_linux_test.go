@@ -358,7 +358,14 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 	})
 
 	t.Run("vpn-lockdown", func(t *testing.T) {
-		w.with(t).ok("net", "set", "work", "--mode", "vpn-lockdown", "--vpn-endpoint", vpnEndpoint+":443")
+		// The rules change live; the tunnel's means wait for the next start,
+		// and the answer says so.
+		if out := w.with(t).ok("net", "set", "work", "--mode", "vpn-lockdown", "--vpn-endpoint", vpnEndpoint+":443"); !strings.Contains(out, "pending") || !strings.Contains(out, "next start") {
+			t.Errorf("a live switch to vpn-lockdown must say the tunnel device comes at the next start:\n%s", out)
+		}
+		if r := w.with(t).cli("exec", "work", "--", "ip", "link", "add", "wcbr0", "type", "bridge"); r.code == 0 {
+			t.Errorf("CAP_NET_ADMIN reached a container started in direct mode")
+		}
 		w.fromProfile(t, "work", append(isolated,
 			probe{name: "VPN endpoint", addr: vpnEndpoint + ":443", allowed: true, want: "vpn"},
 			probe{name: "internet outside the tunnel", addr: inetServer + ":80"},
@@ -372,8 +379,22 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 		if r := w.with(t).cli("exec", "other", "--", "ls", "/dev/net/tun"); r.code == 0 {
 			t.Errorf("a direct-mode profile has /dev/net/tun")
 		}
+		// A VPN client can make its tunnel (TUNSETIFF needs CAP_NET_ADMIN in
+		// the profile's namespace) and configure it; a direct-mode profile
+		// can change nothing of its network.
+		if r := w.with(t).cli("exec", "work", "--", "sh", "-c",
+			"tunctl -t wctun0 && ip addr add 10.99.0.2/30 dev wctun0 && ip link set wctun0 up && ip link show wctun0"); r.code != 0 || !strings.Contains(r.stdout, "wctun0") {
+			t.Errorf("vpn-lockdown: make a tun interface: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		for _, cmd := range []string{"ip link add wcbr0 type bridge", "ip addr add 10.99.0.9/32 dev lo"} {
+			if r := w.with(t).cli("exec", "other", "--", "sh", "-c", cmd); r.code == 0 {
+				t.Errorf("direct mode: %q worked; the profile must not hold CAP_NET_ADMIN", cmd)
+			}
+		}
 		w.fromProfile(t, "work", probe{name: "VPN endpoint after restart", addr: vpnEndpoint + ":443", allowed: true, want: "vpn"})
-		w.with(t).ok("net", "set", "work", "--mode", "direct")
+		if out := w.with(t).ok("net", "set", "work", "--mode", "direct"); !strings.Contains(out, "stay until") {
+			t.Errorf("a live switch away from vpn-lockdown must say the tunnel device stays until the next start:\n%s", out)
+		}
 	})
 
 	t.Run("repair after restart", func(t *testing.T) {

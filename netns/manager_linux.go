@@ -19,6 +19,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultPool is the address pool when WithPool is not given.
@@ -81,6 +82,9 @@ type Manager struct {
 	hostNS     vns.NsHandle
 	host       *netlink.Handle
 	st         *state
+	// applied are the rules last put in place per profile, to tell whether
+	// a change narrows them (see widens).
+	applied map[string]profileRules
 }
 
 // NewManager opens the state in stateFile (creating none until needed) and
@@ -105,7 +109,7 @@ func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open host network namespace %q: %w", o.hostNS, err)
 	}
-	m := &Manager{runDir: runDir, stateFile: stateFile, pool: o.pool, log: o.log, resolvConf: o.resolvConf, hostNS: h}
+	m := &Manager{runDir: runDir, stateFile: stateFile, pool: o.pool, log: o.log, resolvConf: o.resolvConf, hostNS: h, applied: map[string]profileRules{}}
 	if m.host, err = netlink.NewHandleAt(h); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("netlink in host namespace: %w", err)
@@ -367,6 +371,14 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 	if err != nil {
 		return profileRules{}, err
 	}
+	prev, known := m.applied[profile]
+	if !known && ps.Settings != nil {
+		prev, err = buildProfile(ref, m.pool, *ps.Settings, facts)
+		known = err == nil
+	}
+	// A chain found empty or missing was repaired: while it was gone, work
+	// may have opened what the rules forbid.
+	cut := !known || !widens(prev, pr) || !m.chainHasRules(c, objName(profile, "out"))
 	err = hostBatch(c, m.pool, m.refs(), map[string]profileRules{profile: pr}, nil, tableObjects{})
 	if err == nil {
 		err = c.Flush()
@@ -381,12 +393,48 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 		}
 		return profileRules{}, fmt.Errorf("profile %s: apply nftables batch: %w", profile, err)
 	}
+	m.applied[profile] = pr
 	saved := s
 	ps.Settings = &saved
 	if err := m.st.save(m.stateFile); err != nil {
 		return profileRules{}, err
 	}
+	if cut {
+		// After the commit, so no entry the old rules admitted survives.
+		_, work := subnetAddrs(ps.Subnet)
+		if err := m.cutConnections(work.Addr()); err != nil {
+			return profileRules{}, fmt.Errorf("profile %s: rules applied, but running connections were not cut: %w", profile, err)
+		}
+	}
 	return pr, nil
+}
+
+// chainHasRules reports whether the host table's chain exists and holds
+// rules.
+func (m *Manager) chainHasRules(c *nftables.Conn, chain string) bool {
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
+	rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
+	return err == nil && len(rules) > 0
+}
+
+// cutConnections deletes the host's conntrack entries of flows work opened
+// (and, for good measure, any towards it): their next packet is new to the
+// firewall and meets the rules now in place, so a narrowed allow-list or a
+// stricter mode cuts running connections too.
+func (m *Manager) cutConnections(work netip.Addr) error {
+	from, to := &netlink.ConntrackFilter{}, &netlink.ConntrackFilter{}
+	if err := from.AddIP(netlink.ConntrackOrigSrcIP, work.AsSlice()); err != nil {
+		return err
+	}
+	if err := to.AddIP(netlink.ConntrackOrigDstIP, work.AsSlice()); err != nil {
+		return err
+	}
+	n, err := m.host.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, from, to)
+	if err != nil {
+		return fmt.Errorf("delete conntrack entries of %s: %w", work, err)
+	}
+	m.log.Info("cut running connections", "addr", work, "entries", n)
+	return nil
 }
 
 func (m *Manager) flushInner(ns vns.NsHandle, pr profileRules) error {
@@ -511,6 +559,7 @@ func (m *Manager) remove(profiles []string) error {
 	}
 	for _, p := range profiles {
 		delete(m.st.Profiles, p)
+		delete(m.applied, p)
 	}
 	for _, p := range profiles {
 		if l, err := m.host.LinkByName(HostIfName(p)); err == nil {

@@ -202,10 +202,15 @@ func (b *batch) exprs(r ruleSpec) ([]expr.Any, error) {
 	if r.Saddr.IsValid() {
 		lo, _ := v4Range(r.Saddr)
 		mask := be32(^uint32(0) << (32 - r.Saddr.Bits()))
-		e = append(e,
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be32(lo)})
+		op := expr.CmpOpEq
+		if r.SaddrNeg {
+			op = expr.CmpOpNeq
+		}
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4})
+		if r.Saddr.Bits() < 32 {
+			e = append(e, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}})
+		}
+		e = append(e, &expr.Cmp{Op: op, Register: 1, Data: be32(lo)})
 	}
 	if r.DaddrSet != "" {
 		l, err := b.lookup(r.DaddrSet, 1, false)

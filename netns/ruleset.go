@@ -85,6 +85,7 @@ type ruleSpec struct {
 	OIfSet      string // oifname @set
 	OIfSetNeg   bool   // oifname != @set
 	Saddr       netip.Prefix
+	SaddrNeg    bool     // ip saddr != Saddr
 	DaddrSet    string   // ip daddr @set
 	DaddrPPSet  string   // ip daddr . meta l4proto . th dport @set
 	CtState     []string // "established", "related"
@@ -115,7 +116,11 @@ func (r ruleSpec) String() string {
 		p = append(p, "oifname "+op+"@"+r.OIfSet)
 	}
 	if r.Saddr.IsValid() {
-		p = append(p, "ip saddr "+r.Saddr.String())
+		op := ""
+		if r.SaddrNeg {
+			op = "!= "
+		}
+		p = append(p, "ip saddr "+op+r.Saddr.String())
 	}
 	if r.DaddrSet != "" {
 		p = append(p, "ip daddr @"+r.DaddrSet)
@@ -154,6 +159,7 @@ type hostFacts struct {
 // profileRules is the wanted state of one profile: its objects in the host
 // table and the table inside its own namespace.
 type profileRules struct {
+	Mode    Mode
 	Sets    []setSpec
 	Out, In []ruleSpec // host chains <p>:out (from work) and <p>:in (to work)
 	// Inside the profile's namespace.
@@ -209,8 +215,7 @@ func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (pro
 		}
 	}
 	n := func(what string) string { return objName(p.Name, what) }
-	var r profileRules
-	r.DNS = dns
+	r := profileRules{Mode: s.Mode, DNS: dns}
 	r.Counters = []string{n("in"), n("out")}
 
 	uplinks := s.Uplinks
@@ -269,8 +274,16 @@ func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (pro
 		{Name: n("vpnpp"), Kind: setAddrProtoPort, Elems: normalize(vpnPP)},
 	}
 
-	// From work. Every packet is judged, not only new connections, so a
-	// narrower allow-list or a mode change cuts running connections too.
+	// From work. Only a connection's first packet meets the sets: the
+	// packets of established flows pass at the top, so the cost per packet
+	// does not grow with the allow-list. Such a flow was judged by these
+	// rules when it began, and Apply deletes the profile's conntrack entries
+	// whenever the rules narrow (see widens), so running connections are
+	// judged again. Work can own no established flow the rules did not let
+	// it open: nothing may open into work (the "in" chain and the host's
+	// output chain drop all but replies), and a packet claiming another
+	// source (another profile's flow) is dropped before the early accept.
+	_, workAddr := subnetAddrs(p.Subnet)
 	r.Out = []ruleSpec{{Counter: n("out")}}
 	r.In = []ruleSpec{{Counter: n("in")}}
 	switch s.Mode {
@@ -280,6 +293,8 @@ func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (pro
 	case ModeDirect, ModeVPNLockdown:
 		r.Out = append(r.Out,
 			ruleSpec{NFProtoIPv6: true, Verdict: "drop"},
+			ruleSpec{Saddr: netip.PrefixFrom(workAddr.Addr(), 32), SaddrNeg: true, Verdict: "drop"},
+			ruleSpec{CtState: []string{"established", "related"}, Verdict: "accept"},
 			ruleSpec{OIfSet: n("up"), OIfSetNeg: true, Verdict: "drop"},
 		)
 		if s.Mode == ModeDirect {
@@ -329,6 +344,95 @@ func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (pro
 		}
 	}
 	return r, nil
+}
+
+// widens reports whether next lets through everything prev did, so that
+// the connections prev admitted may keep running under next: the same
+// chains, no more denied, no less accepted. Anything else (a narrower
+// allow-list, another mode, an uplink fewer) returns false, and the caller
+// deletes the profile's conntrack entries so that its running connections
+// are judged again by next. It errs on the side of false.
+func widens(prev, next profileRules) bool {
+	if prev.Mode == ModeOffline {
+		return true // nothing ran
+	}
+	same := func(a, b []ruleSpec) bool { return slices.Equal(ruleStrings(a), ruleStrings(b)) }
+	if !same(prev.Out, next.Out) || !same(prev.In, next.In) || !same(prev.InnerOut, next.InnerOut) || !same(prev.InnerIn, next.InnerIn) {
+		return false
+	}
+	covers := func(outer, inner []setSpec) bool {
+		byName := map[string]setSpec{}
+		for _, s := range outer {
+			byName[s.Name] = s
+		}
+		for _, s := range inner {
+			o, ok := byName[s.Name]
+			if !ok || o.Kind != s.Kind {
+				return false
+			}
+			for _, n := range s.Ifnames {
+				if !slices.Contains(o.Ifnames, n) {
+					return false
+				}
+			}
+			if !rulesCover(o.Elems, s.Elems) {
+				return false
+			}
+		}
+		return true
+	}
+	var prevDeny, nextDeny, prevRest, nextRest []setSpec
+	for _, s := range prev.Sets {
+		if strings.HasSuffix(s.Name, ":deny") {
+			prevDeny = append(prevDeny, s)
+		} else {
+			prevRest = append(prevRest, s)
+		}
+	}
+	for _, s := range next.Sets {
+		if strings.HasSuffix(s.Name, ":deny") {
+			nextDeny = append(nextDeny, s)
+		} else {
+			nextRest = append(nextRest, s)
+		}
+	}
+	return covers(prevDeny, nextDeny) && covers(nextRest, prevRest) && covers(next.InnerSets, prev.InnerSets)
+}
+
+// rulesCover reports whether every range of inner lies within one merged
+// range of outer with the same protocol and port.
+func rulesCover(outer, inner []Rule) bool {
+	merged := normalize(outer) // sorted, merged per (proto, port)
+	type span struct{ lo, hi uint32 }
+	type key struct {
+		proto string
+		port  uint16
+	}
+	spans := map[key][]span{}
+	for _, r := range merged {
+		lo, hi := v4Range(r.Prefix)
+		k := key{r.Proto, r.Port}
+		if l := spans[k]; len(l) > 0 && l[len(l)-1].hi != ^uint32(0) && l[len(l)-1].hi+1 == lo {
+			l[len(l)-1].hi = hi // normalize splits one range into prefixes
+			continue
+		}
+		spans[k] = append(spans[k], span{lo, hi})
+	}
+	for _, r := range inner {
+		lo, hi := v4Range(r.Prefix)
+		if !slices.ContainsFunc(spans[key{r.Proto, r.Port}], func(s span) bool { return s.lo <= lo && hi <= s.hi }) {
+			return false
+		}
+	}
+	return true
+}
+
+func ruleStrings(rs []ruleSpec) []string {
+	out := []string{}
+	for _, r := range rs {
+		out = append(out, r.String())
+	}
+	return out
 }
 
 // baseRules are the shared hooks of the host table, rebuilt whole from the

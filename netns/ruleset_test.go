@@ -20,14 +20,6 @@ var (
 	}
 )
 
-func ruleStrings(rs []ruleSpec) []string {
-	out := []string{}
-	for _, r := range rs {
-		out = append(out, r.String())
-	}
-	return out
-}
-
 func setStrings(ss []setSpec) []string {
 	out := []string{}
 	for _, s := range ss {
@@ -52,6 +44,8 @@ func TestBuildProfileRules(t *testing.T) {
 			out: []string{
 				"counter name p:out",
 				"meta nfproto ipv6 drop",
+				"ip saddr != 10.231.0.6/32 drop",
+				"ct state established,related accept",
 				"oifname != @p:up drop",
 				"ip daddr . meta l4proto . th dport @p:dns accept",
 				"ip daddr @p:deny drop",
@@ -74,6 +68,8 @@ func TestBuildProfileRules(t *testing.T) {
 			out: []string{
 				"counter name p:out",
 				"meta nfproto ipv6 drop",
+				"ip saddr != 10.231.0.6/32 drop",
+				"ct state established,related accept",
 				"oifname != @p:up drop",
 				"ip daddr . meta l4proto . th dport @p:dns accept",
 				"ip daddr @p:deny drop",
@@ -100,6 +96,8 @@ func TestBuildProfileRules(t *testing.T) {
 			out: []string{
 				"counter name p:out",
 				"meta nfproto ipv6 drop",
+				"ip saddr != 10.231.0.6/32 drop",
+				"ct state established,related accept",
 				"oifname != @p:up drop",
 				"ip daddr @p:deny drop",
 				"ip daddr @p:vpn accept",
@@ -157,6 +155,66 @@ func TestBuildProfileRules(t *testing.T) {
 			}
 			if !reflect.DeepEqual(dns, tt.dns) {
 				t.Errorf("dns %v, want %v (never loopback)", dns, tt.dns)
+			}
+		})
+	}
+}
+
+// A change that lets through less than before must cut running
+// connections (the caller deletes the profile's conntrack entries); one
+// that only adds may keep them.
+func TestWidens(t *testing.T) {
+	ep := func(s string) []netip.AddrPort { return []netip.AddrPort{netip.MustParseAddrPort(s)} }
+	allow := func(rs ...string) Settings {
+		s := Settings{Mode: ModeDirect}
+		for _, r := range rs {
+			s.Allow = append(s.Allow, mustRule(r))
+		}
+		return s
+	}
+	tests := []struct {
+		name       string
+		prev, next Settings
+		host       *hostFacts // of next; default testHost
+		widens     bool
+	}{
+		{"same settings", allow("203.0.113.0/24"), allow("203.0.113.0/24"), nil, true},
+		{"an entry added", allow("203.0.113.10/tcp:8080"), allow("203.0.113.10/tcp:8080", "203.0.113.10/tcp:80"), nil, true},
+		{"a prefix grows", allow("203.0.113.10"), allow("203.0.113.0/24"), nil, true},
+		{"split into adjacent halves", allow("203.0.113.0/24"), allow("203.0.113.0/25", "203.0.113.128/25"), nil, true},
+		{"an entry removed", allow("203.0.113.10/tcp:8080", "203.0.113.10/tcp:80"), allow("203.0.113.10/tcp:80"), nil, false},
+		{"a prefix shrinks", allow("203.0.113.0/24"), allow("203.0.113.0/25"), nil, false},
+		{"port changes", allow("203.0.113.10/tcp:80"), allow("203.0.113.10/udp:80"), nil, false},
+		{"allow-list to all public (198.18/15 is not public)", allow("198.18.0.0/15"), Settings{Mode: ModeDirect}, nil, false},
+		{"all public to an allow-list", Settings{Mode: ModeDirect}, allow("203.0.113.0/24"), nil, false},
+		{"direct to offline", Settings{Mode: ModeDirect}, Settings{Mode: ModeOffline}, nil, false},
+		{"direct to vpn-lockdown", Settings{Mode: ModeDirect}, Settings{Mode: ModeVPNLockdown, VPNEndpoints: ep("203.0.113.1:51820")}, nil, false},
+		{"vpn-lockdown to direct", Settings{Mode: ModeVPNLockdown, VPNEndpoints: ep("203.0.113.1:51820")}, Settings{Mode: ModeDirect}, nil, false},
+		{"offline to direct: nothing ran", Settings{Mode: ModeOffline}, Settings{Mode: ModeDirect}, nil, true},
+		{"endpoint added", Settings{Mode: ModeVPNLockdown, VPNEndpoints: ep("203.0.113.1:51820")},
+			Settings{Mode: ModeVPNLockdown, VPNEndpoints: append(ep("203.0.113.1:51820"), netip.MustParseAddrPort("203.0.113.2:443"))}, nil, true},
+		{"endpoint replaced", Settings{Mode: ModeVPNLockdown, VPNEndpoints: ep("203.0.113.1:51820")}, Settings{Mode: ModeVPNLockdown, VPNEndpoints: ep("203.0.113.2:51820")}, nil, false},
+		{"uplink removed", Settings{Mode: ModeDirect, Uplinks: []string{"rmnet0", "wlan0"}}, Settings{Mode: ModeDirect, Uplinks: []string{"wlan0"}}, nil, false},
+		{"resolver changed", Settings{Mode: ModeDirect, DNS: []netip.Addr{netip.MustParseAddr("9.9.9.9")}}, Settings{Mode: ModeDirect, DNS: []netip.Addr{netip.MustParseAddr("1.1.1.1")}}, nil, false},
+		{"the host joined a network the allow-list covers", allow("192.168.0.0/16"), allow("192.168.0.0/16"),
+			&hostFacts{Uplinks: testHost.Uplinks, Connected: append(testHost.Connected, netip.MustParsePrefix("192.168.7.0/24")), Local: testHost.Local, DNS: testHost.DNS}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prev, err := buildProfile(testRef, testPool, tt.prev, testHost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := testHost
+			if tt.host != nil {
+				h = *tt.host
+			}
+			next, err := buildProfile(testRef, testPool, tt.next, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := widens(prev, next); got != tt.widens {
+				t.Errorf("widens = %v, want %v", got, tt.widens)
 			}
 		})
 	}

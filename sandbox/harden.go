@@ -40,6 +40,14 @@ type HardenOptions struct {
 	// instead of the bundle's root.path (trusted, from the daemon: e.g. the
 	// profile's overlay of the image and its encrypted upper layer).
 	Rootfs string
+	// ExtraCapabilities are granted beyond AllowedCapabilities, into the
+	// bounding, effective and permitted sets, after the bundle was
+	// validated: only the daemon sets them, never a bundle. The daemon
+	// grants CAP_NET_ADMIN to a profile in vpn-lockdown mode, whose VPN
+	// client must make its tunnel; the capability is confined to the
+	// profile's own network namespace, and the host's rules, not the
+	// profile's, are the enforcement.
+	ExtraCapabilities []string
 }
 
 // DefaultCgroupParent is the cgroup under which containers are placed unless
@@ -365,6 +373,16 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 		p.Cwd = "/"
 	}
 	p.Capabilities = hardenCapabilities(p.Capabilities)
+	for _, c := range opts.ExtraCapabilities {
+		if !validCapName(c) {
+			return nil, fmt.Errorf("harden %s: extra capability %q is not a CAP_ name: %w", opts.ID, c, ErrInvalidSpec)
+		}
+		for _, set := range []*[]string{&p.Capabilities.Bounding, &p.Capabilities.Effective, &p.Capabilities.Permitted} {
+			if !slices.Contains(*set, c) {
+				*set = append(*set, c)
+			}
+		}
+	}
 
 	for i := range s.Mounts {
 		// Read-only views of the host's sysfs and of the cgroup tree: a net
@@ -471,6 +489,19 @@ func hardenCapabilities(c *specs.LinuxCapabilities) *specs.LinuxCapabilities {
 		Inheritable: keep(c.Inheritable),
 		Ambient:     keep(c.Ambient),
 	}
+}
+
+func validCapName(c string) bool {
+	rest, ok := strings.CutPrefix(c, "CAP_")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, r := range rest {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 func union(a, b []string) []string {

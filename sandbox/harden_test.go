@@ -263,6 +263,36 @@ func TestHardenIntersectsCapabilities(t *testing.T) {
 	}
 }
 
+// The daemon's extra capabilities come on top of what the bundle may ask
+// for, even where the bundle's own request for them is refused.
+func TestHardenGrantsDaemonExtraCapabilities(t *testing.T) {
+	in := testbundle.Spec()
+	in.Process.Capabilities = &specs.LinuxCapabilities{Bounding: []string{"CAP_KILL"}, Effective: []string{"CAP_KILL"}, Permitted: []string{"CAP_KILL"}}
+	out, err := Harden(in, hardenDir(t), HardenOptions{ID: "c", ExtraCapabilities: []string{"CAP_NET_ADMIN"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := out.Process.Capabilities
+	for name, set := range map[string][]string{"bounding": c.Bounding, "effective": c.Effective, "permitted": c.Permitted} {
+		if !slices.Equal(set, []string{"CAP_KILL", "CAP_NET_ADMIN"}) {
+			t.Errorf("%s = %v, want CAP_KILL and the daemon's CAP_NET_ADMIN", name, set)
+		}
+	}
+	if len(c.Ambient) != 0 || len(c.Inheritable) != 0 {
+		t.Errorf("ambient %v inheritable %v, want none", c.Ambient, c.Inheritable)
+	}
+	if slices.Contains(AllowedCapabilities, "CAP_NET_ADMIN") {
+		t.Errorf("CAP_NET_ADMIN must stay out of what a bundle may ask for")
+	}
+	in.Process.Capabilities = &specs.LinuxCapabilities{Bounding: []string{"CAP_NET_ADMIN"}}
+	if _, err := Harden(in, hardenDir(t), HardenOptions{ID: "c", ExtraCapabilities: []string{"CAP_NET_ADMIN"}}); !errors.Is(err, ErrInvalidSpec) {
+		t.Errorf("a bundle asking for CAP_NET_ADMIN itself: err = %v, want ErrInvalidSpec", err)
+	}
+	if out, err := Harden(testbundle.Spec(), hardenDir(t), HardenOptions{ID: "c"}); err != nil || slices.Contains(out.Process.Capabilities.Bounding, "CAP_NET_ADMIN") {
+		t.Errorf("without extras: %v, %v", out.Process.Capabilities, err)
+	}
+}
+
 func TestHardenRootfsOverridesBundle(t *testing.T) {
 	out, err := Harden(testbundle.Spec(), hardenDir(t), HardenOptions{ID: "c", Rootfs: "/var/lib/workcell/p/merged"})
 	if err != nil {
@@ -284,6 +314,7 @@ func TestHardenRefuses(t *testing.T) {
 		{"cpu below kernel minimum", HardenOptions{ID: "c", Limits: Limits{CPUMillis: 5}}, "cpu limit"},
 		{"negative pids", HardenOptions{ID: "c", Limits: Limits{Pids: -1}}, "pids limit"},
 		{"relative rootfs", HardenOptions{ID: "c", Rootfs: "overlay/merged"}, "not absolute"},
+		{"extra capability that is not one", HardenOptions{ID: "c", ExtraCapabilities: []string{"net_admin"}}, "extra capability"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -133,5 +133,8 @@ func printNetwork(c *cli.Context, n api.Network) error {
 	ct := n.Counters
 	fmt.Fprintf(tw, "in\t%s, %d packets\n", units.BytesSize(float64(ct.InBytes)), ct.InPackets)
 	fmt.Fprintf(tw, "out\t%s, %d packets\n", units.BytesSize(float64(ct.OutBytes)), ct.OutPackets)
+	if n.Pending != "" {
+		fmt.Fprintf(tw, "pending\t%s\n", n.Pending)
+	}
 	return tw.Flush()
 }
