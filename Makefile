@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/workcell/workcell/daemon.Version=$(VERSION)
 STATIC  := -tags "netgo osusergo $(TAGS)" -ldflags "$(LDFLAGS) -s -w -extldflags -static"
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-unit test-integration bench arm64 clean deps
+.PHONY: all build run test test-unit test-vm bench arm64 clean deps
 
 all: build
 
@@ -17,15 +17,22 @@ build:
 
 deps:
 	hack/install-deps
+	hack/vm-deps
 
 run: build
 	hack/run.sh
 
-# Unit tests and integration tests as root with real containers.
-test: build
+# Unit tests, integration tests as root with real containers, and the
+# real-kernel suite under qemu (binder driver, cgroup v2).
+test: deps build
 	$(GO) vet -tags "$(TAGS)" ./...
 	GOOS=darwin $(GO) vet ./api/... ./cmd/workcell/...
 	$(GO) test -tags "$(TAGS)" -count=1 -timeout 20m -p 1 ./...
+
+# Boots Debian's kernel under qemu (TCG): binder driver and cgroup v2 tests, as root.
+test-vm:
+	hack/vm-deps
+	$(GO) test -count=1 -timeout 15m -v ./integration/vm/
 
 test-unit:
 	$(GO) test -tags "$(TAGS)" -count=1 -short ./...

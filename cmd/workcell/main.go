@@ -48,7 +48,7 @@ func (e exitError) Error() string { return "exit status " + strconv.Itoa(int(e))
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, flagsFirst(app, args))
 	if err == nil {
 		return 0
 	}
@@ -390,6 +390,83 @@ func wantJSON(c *cli.Context) bool {
 	for _, x := range c.Lineage() {
 		if x.IsSet("json") {
 			return true
+		}
+	}
+	return false
+}
+
+// flagsFirst moves a command's flags in front of its arguments, so that
+// `workcell install work ./bundle --memory 1G` works as users type it (the
+// CLI library stops reading flags at the first argument). Nothing after
+// "--" and nothing of a command that reads its own arguments (exec) moves.
+func flagsFirst(app *cli.App, args []string) []string {
+	out := append([]string(nil), args[:1]...)
+	i := 1
+	// Global flags, then the command path (command, subcommand).
+	for i < len(args) && strings.HasPrefix(args[i], "-") {
+		out = append(out, args[i])
+		if takesValue(app.Flags, args[i]) && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
+		i++
+	}
+	cmds := app.Commands
+	var cmd *cli.Command
+	for i < len(args) {
+		c := findCommand(cmds, args[i])
+		if c == nil {
+			break
+		}
+		out = append(out, args[i])
+		cmd, cmds = c, c.Subcommands
+		i++
+	}
+	if cmd == nil || cmd.SkipFlagParsing {
+		return append(out, args[i:]...)
+	}
+	var flags, rest []string
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			flags = append(flags, a)
+			if takesValue(cmd.Flags, a) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+			continue
+		}
+		rest = append(rest, a)
+	}
+	return append(append(out, flags...), rest...)
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// takesValue reports whether arg names a flag that is followed by a
+// value (not a bool flag, not written as --flag=value).
+func takesValue(flags []cli.Flag, arg string) bool {
+	name := strings.TrimLeft(arg, "-")
+	if strings.Contains(name, "=") {
+		return false
+	}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				_, isBool := f.(*cli.BoolFlag)
+				return !isBool
+			}
 		}
 	}
 	return false

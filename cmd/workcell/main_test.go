@@ -137,3 +137,20 @@ func TestSplitExec(t *testing.T) {
 		}
 	}
 }
+
+func TestFlagsAfterArguments(t *testing.T) {
+	app := newApp(nil, nil)
+	for _, tc := range []struct{ in, want string }{
+		{"workcell install work ./b --memory 1G --pids 9", "workcell install --memory 1G --pids 9 work ./b"},
+		{"workcell --socket /s logs work -f", "workcell --socket /s logs -f work"},
+		{"workcell stop work --timeout=3s", "workcell stop --timeout=3s work"},
+		{"workcell exec work -- ls -l", "workcell exec work -- ls -l"},
+		{"workcell status work --json", "workcell status --json work"},
+		{"workcell wipe work --yes", "workcell wipe --yes work"},
+	} {
+		got := strings.Join(flagsFirst(app, strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("flagsFirst(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
