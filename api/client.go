@@ -155,6 +155,11 @@ func (c *Client) Start(ctx context.Context, name string) (Profile, error) {
 	return c.action(ctx, name, "start", nil)
 }
 
+// StartWith starts a stopped profile with options.
+func (c *Client) StartWith(ctx context.Context, name string, req StartRequest) (Profile, error) {
+	return c.action(ctx, name, "start", req)
+}
+
 // Stop stops a running or paused profile.
 func (c *Client) Stop(ctx context.Context, name string, req StopRequest) (Profile, error) {
 	return c.action(ctx, name, "stop", req)

@@ -61,6 +61,9 @@ type Profile struct {
 	Passphrase bool `json:"passphrase"`
 	// FailedUnlocks counts wrong passphrases since the last unlock.
 	FailedUnlocks int `json:"failed_unlocks,omitempty"`
+	// Standby: a stopped profile whose container is prepared (namespaces,
+	// mounts, cgroups, seccomp in place); start then takes milliseconds.
+	Standby bool `json:"standby,omitempty"`
 }
 
 // InstallRequest is the body of POST /v1/profiles.
@@ -71,6 +74,16 @@ type InstallRequest struct {
 	// deleted afterwards.
 	Bundle string `json:"bundle"`
 	Limits Limits `json:"limits"`
+	// NoStandby: never keep this profile's container prepared while it
+	// is stopped (saves the idle init; start then takes tens of ms).
+	NoStandby bool `json:"no_standby,omitempty"`
+}
+
+// StartRequest is the optional body of POST /v1/profiles/{name}/start.
+type StartRequest struct {
+	// Cold starts without the prepared container (it is discarded first):
+	// for measurements and troubleshooting.
+	Cold bool `json:"cold,omitempty"`
 }
 
 // StopRequest is the optional body of POST /v1/profiles/{name}/stop.

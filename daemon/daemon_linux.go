@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,6 +37,8 @@ type Daemon struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// closing stops new prepared containers while the daemon shuts down.
+	closing atomic.Bool
 
 	mu       sync.Mutex
 	profiles map[string]*profile
@@ -57,6 +60,10 @@ type profile struct {
 	// tun says the running container was started in vpn-lockdown mode, with
 	// the tunnel device and CAP_NET_ADMIN (network_linux.go).
 	tun bool
+	// standby is the prepared container of a stopped profile
+	// (standby_linux.go); standbyTun is its tun setting.
+	standby    *sandbox.Container
+	standbyTun bool
 }
 
 // New opens the state directory (one daemon at a time), then reconciles:
@@ -105,6 +112,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 // Close stops the watchers and, with StopOnExit, every profile. Without
 // it the containers keep running for the next daemon to adopt.
 func (d *Daemon) Close(ctx context.Context) {
+	d.closing.Store(true) // no new prepared containers from here on
 	if d.cfg.StopOnExit {
 		for _, name := range d.names() {
 			p := d.get(name)
@@ -117,6 +125,7 @@ func (d *Daemon) Close(ctx context.Context) {
 					d.log.Error("stop on exit", "profile", name, "err", err)
 				}
 			}
+			d.dropStandby(ctx, p)
 			p.mu.Unlock()
 		}
 	}
@@ -177,7 +186,7 @@ func (d *Daemon) lookup(name string) (*profile, error) {
 
 func (p *profile) status() api.Profile {
 	return api.Profile{Name: p.rec.Name, State: p.rec.State, Pid: p.rec.Pid, Limits: p.rec.Limits, CreatedAt: p.rec.CreatedAt, StartedAt: p.rec.StartedAt,
-		Encrypted: p.stor.encrypted, Passphrase: p.stor.passphrase, FailedUnlocks: p.stor.failedUnlocks}
+		Encrypted: p.stor.encrypted, Passphrase: p.stor.passphrase, FailedUnlocks: p.stor.failedUnlocks, Standby: p.standby != nil}
 }
 
 // setState records a new state, persists it and tells subscribers.
@@ -250,7 +259,7 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	d.profiles[req.Name] = p
 	d.mu.Unlock()
 
-	p.rec = record{Name: req.Name, State: api.StateLocked, Limits: req.Limits, CreatedAt: time.Now().UTC()}
+	p.rec = record{Name: req.Name, State: api.StateLocked, Limits: req.Limits, NoStandby: req.NoStandby, CreatedAt: time.Now().UTC()}
 	err := d.store.install(p.rec, req.Bundle, func(bundle string) error {
 		if _, err := sandbox.LoadBundle(bundle); err != nil {
 			return api.Errorf(api.ErrInvalidArgument, "bundle %s, as copied: %s", req.Bundle, oneLine(err))
@@ -273,6 +282,7 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	d.storageInstalled(ctx, p)
+	d.kickStandby(p)
 	return p.status(), nil
 }
 
@@ -310,6 +320,7 @@ func (d *Daemon) Remove(ctx context.Context, name string) error {
 			return err
 		}
 	}
+	d.dropStandby(ctx, p)
 	if err := d.rt.Remove(ctx, name); err != nil && !errors.Is(err, sandbox.ErrNotExist) {
 		return fmt.Errorf("remove container leftovers of %s: %w", name, err)
 	}
@@ -333,6 +344,12 @@ func (d *Daemon) Remove(ctx context.Context, name string) error {
 
 // Start starts a stopped profile and returns once its init runs.
 func (d *Daemon) Start(ctx context.Context, name string) (api.Profile, error) {
+	return d.StartWith(ctx, name, api.StartRequest{})
+}
+
+// StartWith starts a stopped profile: from its prepared container when it
+// has one (unless req.Cold), else from scratch.
+func (d *Daemon) StartWith(ctx context.Context, name string, req api.StartRequest) (api.Profile, error) {
 	p, err := d.lookup(name)
 	if err != nil {
 		return api.Profile{}, err
@@ -344,22 +361,19 @@ func (d *Daemon) Start(ctx context.Context, name string) (api.Profile, error) {
 	if _, err := next(name, p.rec.State, actStart); err != nil {
 		return api.Profile{}, err
 	}
-	logf, err := openConsole(d.store.logs(name))
+	if req.Cold {
+		d.dropStandby(ctx, p)
+	}
+	if c, err := d.beginStandby(ctx, p); err != nil {
+		d.log.Warn("prepared container failed, starting from scratch", "profile", name, "err", err)
+	} else if c != nil {
+		return d.started(ctx, p, c)
+	}
+	spec, logf, err := d.containerSpec(p)
 	if err != nil {
 		return api.Profile{}, err
 	}
 	defer logf.Close() // the container holds its own copy
-	spec := sandbox.Spec{
-		ID:        name,
-		BundleDir: d.store.bundle(name),
-		Stdout:    logf,
-		Harden: sandbox.HardenOptions{
-			ID:           name,
-			Hostname:     name,
-			CgroupParent: d.cfg.CgroupParent,
-			Limits:       sandbox.Limits{MemoryBytes: p.rec.Limits.MemoryBytes, CPUMillis: p.rec.Limits.CPUMillis, Pids: p.rec.Limits.Pids},
-		},
-	}
 	// The concerns prepare what the container runs on: its root (storage)
 	// and its network. Whatever fails, what was prepared is released.
 	if err := d.prepare(ctx, p, &spec.Harden); err != nil {
@@ -370,6 +384,33 @@ func (d *Daemon) Start(ctx context.Context, name string) (api.Profile, error) {
 		d.release(ctx, p)
 		return api.Profile{}, fmt.Errorf("start profile %s: %w", name, err)
 	}
+	return d.started(ctx, p, c)
+}
+
+// containerSpec is what the sandbox runs for a profile, before the
+// concerns add their parts. The caller closes the log file.
+func (d *Daemon) containerSpec(p *profile) (sandbox.Spec, *os.File, error) {
+	name := p.rec.Name
+	logf, err := openConsole(d.store.logs(name))
+	if err != nil {
+		return sandbox.Spec{}, nil, err
+	}
+	return sandbox.Spec{
+		ID:        name,
+		BundleDir: d.store.bundle(name),
+		Stdout:    logf,
+		Harden: sandbox.HardenOptions{
+			ID:           name,
+			Hostname:     name,
+			CgroupParent: d.cfg.CgroupParent,
+			Limits:       sandbox.Limits{MemoryBytes: p.rec.Limits.MemoryBytes, CPUMillis: p.rec.Limits.CPUMillis, Pids: p.rec.Limits.Pids},
+		},
+	}, logf, nil
+}
+
+// started records a container whose user process runs.
+func (d *Daemon) started(ctx context.Context, p *profile, c *sandbox.Container) (api.Profile, error) {
+	name := p.rec.Name
 	p.gen++
 	p.ctr = c
 	if err := d.setState(p, api.StateRunning, c.Pid(), ""); err != nil {
@@ -419,7 +460,11 @@ func (d *Daemon) stopLocked(ctx context.Context, p *profile, timeout time.Durati
 	}
 	d.release(ctx, p)
 	d.log.Info("profile stopped", "profile", p.rec.Name)
-	return d.setState(p, api.StateStopped, 0, reason)
+	if err := d.setState(p, api.StateStopped, 0, reason); err != nil {
+		return err
+	}
+	d.kickStandby(p)
+	return nil
 }
 
 // Off turns work mode off: every process of the profile is frozen.
@@ -575,6 +620,7 @@ func (d *Daemon) watch(p *profile, c *sandbox.Container) {
 		if err := d.setState(p, api.StateStopped, 0, reason); err != nil {
 			d.log.Error("record stop", "profile", name, "err", err)
 		}
+		d.kickStandby(p)
 	}()
 }
 

@@ -269,6 +269,11 @@ func (d *Daemon) SetNetwork(ctx context.Context, name string, w api.NetworkSetti
 		}
 		return api.Network{}, err
 	}
+	// A prepared container was made with the old settings: prepare anew.
+	if p.standby != nil {
+		d.dropStandby(ctx, p)
+		d.kickStandby(p)
+	}
 	// A running container's devices and capabilities are fixed at its
 	// start: the rules change now, the tunnel's means at the next start.
 	var pending string

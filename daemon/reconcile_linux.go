@@ -74,6 +74,11 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	if len(errs) > 0 {
 		d.log.Warn("reconcile finished with errors", "err", errors.Join(errs...))
 	}
+	for _, name := range d.names() {
+		if p := d.get(name); p != nil {
+			d.kickStandby(p)
+		}
+	}
 	return nil
 }
 
@@ -111,13 +116,15 @@ func (d *Daemon) adopt(ctx context.Context, p *profile) error {
 		d.log.Info("adopted running profile", "profile", name, "pid", c.Pid(), "state", want)
 		return nil
 	}
-	// Its init is gone (or it never got past creation): clean up.
+	// Its init is gone, or it is a prepared container of an earlier
+	// daemon (a fresh one is prepared after reconcile): clean up.
 	defer c.Close()
 	if err := d.rt.Remove(ctx, name); err != nil {
 		if stopErr := c.Stop(ctx, 0); stopErr != nil {
 			return fmt.Errorf("remove leftovers: %w", errors.Join(err, stopErr))
 		}
 	}
+	d.release(ctx, p)
 	if p.rec.State != api.StateStopped {
 		return d.setState(p, api.StateStopped, 0, "init died while workcelld was down")
 	}

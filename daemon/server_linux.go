@@ -193,10 +193,11 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 	)
 	switch act := r.PathValue("action"); act {
 	case "start":
-		if err := decodeBody(r, &struct{}{}, false); err != nil {
+		var req api.StartRequest
+		if err := decodeBody(r, &req, false); err != nil {
 			return err
 		}
-		p, err = s.d.Start(r.Context(), name)
+		p, err = s.d.StartWith(r.Context(), name, req)
 	case "stop":
 		var req api.StopRequest
 		if err := decodeBody(r, &req, false); err != nil {

@@ -411,6 +411,7 @@ func (d *Daemon) lockLocked(ctx context.Context, p *profile, reason string) erro
 			return err
 		}
 	}
+	d.dropStandby(ctx, p)
 	if err := images.Unmount(ctx, d.stor.rootfs(name)); err != nil {
 		return api.Errorf(api.ErrConflict, "cannot lock profile %s: %w", name, err)
 	}
@@ -433,6 +434,7 @@ func (d *Daemon) Unlock(ctx context.Context, name string, passphrase []byte) (ap
 	if err := d.unlockLocked(ctx, p, passphrase); err != nil {
 		return api.Profile{}, err
 	}
+	d.kickStandby(p)
 	return p.status(), nil
 }
 

@@ -24,6 +24,7 @@ type record struct {
 	State     api.State  `json:"state"`
 	Pid       int        `json:"pid,omitempty"`
 	Limits    api.Limits `json:"limits"`
+	NoStandby bool       `json:"no_standby,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
 }

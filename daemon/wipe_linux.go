@@ -142,6 +142,7 @@ func (d *Daemon) finishWipes(ctx context.Context) error {
 func (d *Daemon) runWipe(ctx context.Context, p *profile, j wipeJournal, atStart bool) error {
 	name := j.Name
 	// 1. stop: what runs could still read the data.
+	d.dropStandby(ctx, p)
 	if p.ctr != nil {
 		if err := d.stopLocked(ctx, p, 0, "wiped"); err != nil {
 			return fmt.Errorf("wipe %s: %w", name, err)

@@ -19,7 +19,7 @@ import (
 )
 
 func TestProfileLifecycle(t *testing.T) {
-	d := newDaemon(t)
+	d := newDaemon(t, withConfig("standby", false)) // the cold path; TestStandby covers the prepared one
 	d.install("work", "sh", "-c", "trap 'exit 0' TERM; echo work profile up; while :; do sleep 3600 & wait $!; done")
 	if p := d.status("work"); p.State != api.StateStopped || p.Pid != 0 {
 		t.Fatalf("after install: %+v, want stopped without pid", p)
@@ -251,7 +251,7 @@ func TestOffOnWith100Processes(t *testing.T) {
 }
 
 func TestAdoptionAfterKill9(t *testing.T) {
-	d := newDaemon(t)
+	d := newDaemon(t, withConfig("standby", false)) // the cold path; TestStandby covers the prepared one
 	d.install("work")
 	d.ok("start", "work")
 	pid := d.status("work").Pid
@@ -289,7 +289,7 @@ func TestAdoptionAfterKill9(t *testing.T) {
 }
 
 func TestInitDiedWhileDaemonDown(t *testing.T) {
-	d := newDaemon(t)
+	d := newDaemon(t, withConfig("standby", false)) // the cold path; TestStandby covers the prepared one
 	d.install("work")
 	d.ok("start", "work")
 	pid := d.status("work").Pid

@@ -20,6 +20,8 @@ import (
 type State string
 
 const (
+	// Created: prepared, init waits for Begin to exec the user's process.
+	Created State = "created"
 	Running State = "running"
 	Paused  State = "paused"
 	Stopped State = "stopped"
@@ -80,6 +82,8 @@ func (c *Container) State(ctx context.Context) (State, error) {
 		return "", fmt.Errorf("container %s: state: %w", c.id, err)
 	}
 	switch st {
+	case libcontainer.Created:
+		return Created, nil
 	case libcontainer.Paused:
 		return Paused, nil
 	case libcontainer.Stopped:
@@ -87,6 +91,19 @@ func (c *Container) State(ctx context.Context) (State, error) {
 	default:
 		return Running, nil
 	}
+}
+
+// Begin lets the init of a prepared container exec the user's process and
+// returns once it has.
+func (c *Container) Begin(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("container %s: begin: %w", c.id, err)
+	}
+	if err := c.lc.Exec(); err != nil {
+		return fmt.Errorf("container %s: begin: %w", c.id, err)
+	}
+	c.log.Info("container started", "id", c.id, "pid", c.pid)
+	return nil
 }
 
 // Freeze freezes every process of the container (work mode off). On cgroup

@@ -95,7 +95,25 @@ type Spec struct {
 
 // Start creates the container and returns once init's user process is
 // running. On any failure nothing is left behind: no cgroup, no state dir.
-func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, retErr error) {
+func (r *Runtime) Start(ctx context.Context, s Spec) (*Container, error) {
+	c, err := r.Prepare(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Begin(ctx); err != nil {
+		r.discard(c.lc)
+		c.Close()
+		return nil, fmt.Errorf("start %s: %w", s.ID, err)
+	}
+	return c, nil
+}
+
+// Prepare creates the container and runs its init up to the last step
+// before the user's process: namespaces, cgroups, mounts, capabilities and
+// seccomp are in place, and init waits (state Created) until Begin lets it
+// exec. Starting a prepared container costs only that exec. On any failure
+// nothing is left behind.
+func (r *Runtime) Prepare(ctx context.Context, s Spec) (_ *Container, retErr error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.ID, err)
 	}
@@ -141,7 +159,7 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, retErr error
 			r.discard(lc)
 		}
 	}()
-	if err := lc.Run(proc); err != nil {
+	if err := lc.Start(proc); err != nil {
 		return nil, fmt.Errorf("start %s: run init: %w", s.ID, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -163,7 +181,7 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, retErr error
 		_, _ = proc.Wait()
 		close(c.reaped)
 	}()
-	r.log.Info("container started", "id", s.ID, "pid", pid, "cgroup", hs.Linux.CgroupsPath)
+	r.log.Debug("container prepared", "id", s.ID, "pid", pid, "cgroup", hs.Linux.CgroupsPath)
 	return c, nil
 }
 

@@ -107,11 +107,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					&cli.StringFlag{Name: "memory", Usage: "memory limit, e.g. 512M (default: none)"},
 					&cli.Float64Flag{Name: "cpus", Usage: "CPU limit in CPUs, e.g. 1.5 (default: none)"},
 					&cli.Int64Flag{Name: "pids", Usage: "limit on the number of processes (default: none)"},
+					&cli.BoolFlag{Name: "no-standby", Usage: "never keep the stopped profile's container prepared (saves an idle process; start is slower)"},
 				},
 				Action: cmdInstall,
 			},
 			{Name: "remove", Usage: "stop and delete a profile with all its data (root/system only)", ArgsUsage: nameArg, Action: cmdRemove},
-			{Name: "start", Usage: "start a profile", ArgsUsage: nameArg, Action: cmdAction("start")},
+			{
+				Name: "start", Usage: "start a profile", ArgsUsage: nameArg,
+				Flags:  []cli.Flag{&cli.BoolFlag{Name: "cold", Usage: "start from scratch, not from the prepared container"}},
+				Action: cmdAction("start"),
+			},
 			{
 				Name: "stop", Usage: "stop a profile", ArgsUsage: nameArg,
 				Flags:  []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "time for init to exit after SIGTERM (default: the daemon's)"}},
@@ -219,7 +224,7 @@ func cmdInstall(c *cli.Context) error {
 		lim.CPUMillis = int64(cpus * 1000)
 	}
 	lim.Pids = c.Int64("pids")
-	p, err := client(c).Install(c.Context, api.InstallRequest{Name: c.Args().First(), Bundle: bundle, Limits: lim})
+	p, err := client(c).Install(c.Context, api.InstallRequest{Name: c.Args().First(), Bundle: bundle, Limits: lim, NoStandby: c.Bool("no-standby")})
 	if err != nil {
 		return err
 	}
@@ -251,7 +256,7 @@ func cmdAction(act string) cli.ActionFunc {
 		var p api.Profile
 		switch act {
 		case "start":
-			p, err = cl.Start(c.Context, name)
+			p, err = cl.StartWith(c.Context, name, api.StartRequest{Cold: c.Bool("cold")})
 		case "stop":
 			p, err = cl.Stop(c.Context, name, api.StopRequest{TimeoutMillis: c.Duration("timeout").Milliseconds()})
 		case "off":
@@ -272,6 +277,8 @@ func printProfile(c *cli.Context, p api.Profile) error {
 	}
 	if p.Pid != 0 {
 		fmt.Fprintf(c.App.Writer, "%s: %s (pid %d)\n", p.Name, p.State, p.Pid)
+	} else if p.Standby {
+		fmt.Fprintf(c.App.Writer, "%s: %s (prepared: starts in milliseconds)\n", p.Name, p.State)
 	} else {
 		fmt.Fprintf(c.App.Writer, "%s: %s\n", p.Name, p.State)
 	}

@@ -51,6 +51,7 @@ func app() *cli.App {
 			&cli.BoolFlag{Name: "stop-on-exit", Usage: "stop every profile before exiting (for shutdown)"},
 			&cli.StringFlag{Name: "log-level", Value: def.LogLevel, Usage: "debug, info, warn or error"},
 			&cli.DurationFlag{Name: "stop-timeout", Value: time.Duration(def.StopTimeout), Usage: "how long a profile's init has after SIGTERM"},
+			&cli.BoolFlag{Name: "standby", Value: def.Standby, Usage: "keep stopped profiles' containers prepared so start takes milliseconds (--standby=false: none)"},
 			&cli.StringFlag{Name: "store-image", Usage: "ext4 image `PATH` (made sparse with -O encrypt if missing) loop-mounted to hold the encrypted profile data"},
 			&cli.StringFlag{Name: "store-size", Usage: "size of the store image, e.g. 1G (an existing image must have it)"},
 			&cli.BoolFlag{Name: "insecure-unencrypted-storage", Usage: "keep profile data UNENCRYPTED where the state folder cannot encrypt (not for real use)"},
@@ -92,6 +93,9 @@ func config(c *cli.Context) (daemon.Config, error) {
 	}
 	if c.IsSet("stop-timeout") {
 		cfg.StopTimeout = daemon.Duration(c.Duration("stop-timeout"))
+	}
+	if c.IsSet("standby") {
+		cfg.Standby = c.Bool("standby")
 	}
 	if c.IsSet("store-image") {
 		abs, err := filepath.Abs(c.String("store-image"))
