@@ -18,6 +18,7 @@ build:
 deps:
 	hack/install-deps
 	hack/vm-deps
+	hack/aosp-deps
 
 run: build
 	hack/run.sh
@@ -32,6 +33,7 @@ test: deps build
 # Boots Debian's kernel under qemu (TCG): binder driver and cgroup v2 tests, as root.
 test-vm:
 	hack/vm-deps
+	hack/aosp-deps
 	$(GO) test -count=1 -timeout 15m -v ./integration/vm/
 
 test-unit:

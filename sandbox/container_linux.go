@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -177,6 +179,11 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
 	if st != Stopped && c.alive() {
 		if err := c.lc.Signal(unix.SIGTERM); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
 			return fmt.Errorf("container %s: stop: SIGTERM: %w", c.id, err)
+		}
+		// init is pid 1 of its namespace: the kernel drops a signal it has
+		// no handler for, so without one there is nothing to wait for.
+		if !catches(c.pid, unix.SIGTERM) {
+			grace = 0
 		}
 		if st == Paused {
 			if err := c.Thaw(ctx); err != nil {
@@ -379,4 +386,21 @@ func (c *Container) Stats(ctx context.Context) (Stats, error) {
 		out.MemoryLimitBytes = 0
 	}
 	return out, nil
+}
+
+// catches reports whether pid has a handler for sig (SigCgt in
+// /proc/PID/status). When that cannot be read it answers true, which
+// only costs the grace period.
+func catches(pid int, sig unix.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err != nil || mask&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return true
 }
