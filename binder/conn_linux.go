@@ -243,7 +243,7 @@ func (c *Conn) Close() error {
 func (c *Conn) NewNode(h Handler) *Node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := &Node{id: c.nextNode, handler: h}
+	n := &Node{conn: c, id: c.nextNode, handler: h}
 	c.nextNode++
 	c.nodes[n.id] = n
 	return n
@@ -277,7 +277,7 @@ func (c *Conn) BecomeContextManager(ctx context.Context, h Handler) (*Node, erro
 		c.mu.Unlock()
 		return nil, fmt.Errorf("binder: %s: already the context manager", c.path)
 	}
-	n := &Node{id: 0, handler: h}
+	n := &Node{conn: c, id: 0, handler: h}
 	c.nodes[0] = n
 	c.mu.Unlock()
 	obj := flatObject{Type: TypeBinder, Flags: FlagAcceptsFDs}

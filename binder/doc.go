@@ -19,6 +19,16 @@
 // (before freeing the buffer that carried them) until ReleaseHandle.
 // Received buffers are always copied out and freed (BC_FREE_BUFFER).
 //
+// On top of the driver layer, ServiceManager serves a context as its
+// manager in the protocol of the configured release (the C servicemanager
+// of Android 10, the AIDL IServiceManager of 11 and 14), keeping the
+// services its apps register inside the context and asking a Resolver for
+// other names. Proxy is the Resolver of a profile's context: it looks the
+// host services a ProxyPolicy allows up in the host's context and checks
+// every call on them (interface token and code, default deny; binder
+// objects wrapped both ways; fds only where allowed), answering a denied
+// call with a SecurityException and an AuditRecord.
+//
 // # Tests
 //
 // `go test ./binder/` runs the portable tests: UAPI sizes and numbers
@@ -37,4 +47,11 @@
 // they fail, not skip, when the device is missing. Each test starts its
 // server (the context manager) by re-executing the test binary with
 // WORKCELL_BINDER_TEST_ROLE=server, and plays the client itself.
+//
+// The service manager and proxy tests also use /dev/binder (or
+// WORKCELL_BINDER_HOST_DEVICE) as the host's context; the host's service
+// manager, an echo service and workcelld's side each run in a process of
+// their own, because the driver refuses calls from a process to the
+// context manager it owns. TestBinderProxyInVM in integration/vm runs them
+// and shows the BINDER-BENCH figures they print.
 package binder

@@ -47,9 +47,14 @@ func device() string {
 }
 
 func TestMain(m *testing.M) {
-	if os.Getenv(roleEnv) == "server" {
-		if err := runServer(); err != nil {
-			fmt.Fprintln(os.Stderr, "binder test server:", err)
+	if role := os.Getenv(roleEnv); role != "" {
+		run := roles[role]
+		if run == nil {
+			fmt.Fprintln(os.Stderr, "binder test: unknown role", role)
+			os.Exit(2)
+		}
+		if err := run(); err != nil {
+			fmt.Fprintf(os.Stderr, "binder test %s: %v\n", role, err)
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -149,18 +154,28 @@ func runServer() error {
 	return c.Serve(ctx)
 }
 
+// roles are the processes a test can start besides itself (startRole).
+var roles = map[string]func() error{"server": runServer}
+
 // startServer runs the server process and waits until it manages the context.
 func startServer(t *testing.T) *exec.Cmd {
 	t.Helper()
 	if _, err := os.Stat(device()); err != nil {
 		t.Fatalf("needs a binder driver at %s (run `make test-vm`): %v", device(), err)
 	}
+	return startRole(t, "server")
+}
+
+// startRole re-executes the test binary as role, with env added, and waits
+// for it to print "ready"; the process is killed when the test ends.
+func startRole(t *testing.T, role string, env ...string) *exec.Cmd {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"=server")
+	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -188,10 +203,10 @@ func startServer(t *testing.T) *exec.Cmd {
 	select {
 	case err := <-ready:
 		if err != nil {
-			t.Fatalf("server did not start: %v", err)
+			t.Fatalf("%s did not start: %v", role, err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("server did not become context manager within 30s")
+		t.Fatalf("%s was not ready within 30s", role)
 	}
 	return cmd
 }

@@ -36,6 +36,7 @@ func (f HandlerFunc) Handle(ctx context.Context, t *Transaction) (*Parcel, error
 // used as both its pointer and its cookie. It stays registered until its
 // connection closes.
 type Node struct {
+	conn    *Conn // nil for nodes made outside a connection
 	id      uint64
 	handler Handler
 	strong  atomic.Int32 // driver's BR_ACQUIRE minus BR_RELEASE
@@ -48,6 +49,11 @@ func (n *Node) ID() uint64 { return n.id }
 
 // Refs returns the strong and weak references the driver holds on the node.
 func (n *Node) Refs() (strong, weak int) { return int(n.strong.Load()), int(n.weak.Load()) }
+
+// object is the node as a local binder object of its connection.
+func (n *Node) object() Object {
+	return Object{Type: TypeBinder, Flags: FlagAcceptsFDs | schedFlags, Binder: n.id, Cookie: n.id, Stability: StabilitySystem}
+}
 
 // WriteTo appends the node to p as a strong binder object.
 func (n *Node) WriteTo(p *Parcel) { p.WriteLocalBinder(n.id, n.id) }

@@ -223,13 +223,18 @@ func (p *Parcel) writeObject(o flatObject) {
 // minimum priority for nodes unless background scheduling is disabled.
 const schedFlags uint32 = 19
 
-// WriteNullBinder appends a null strong binder.
+// WriteNullBinder appends a null strong binder. Like libbinder's
+// writeObject, it leaves the null object out of the offsets: the driver
+// would otherwise take pointer 0 for a node of the sender (for a context
+// manager, itself) and hand the receiver a live handle.
 func (p *Parcel) WriteNullBinder() {
 	flags := FlagAcceptsFDs | schedFlags
 	if p.rel >= Android14 {
 		flags = schedFlags
 	}
-	p.writeObject(flatObject{Type: TypeBinder, Flags: flags})
+	b := p.grow(sizeFlatObject)
+	ne.PutUint32(b[0:], TypeBinder)
+	ne.PutUint32(b[4:], flags)
 	if p.rel.hasStability() {
 		p.WriteInt32(StabilityUndeclared)
 	}
@@ -550,7 +555,15 @@ func (p *Parcel) ReadBinder() (Object, error) {
 	start := p.pos
 	fo, err := p.readObject("binder")
 	if err != nil {
-		return Object{}, err
+		// A null binder has no offset entry (Parcel::readObject accepts
+		// one with zero binder and cookie without looking it up).
+		b, rerr := p.read("binder", sizeFlatObject)
+		if rerr != nil || ne.Uint64(b[8:]) != 0 || ne.Uint64(b[16:]) != 0 ||
+			(ne.Uint32(b) != TypeBinder && ne.Uint32(b) != TypeHandle) {
+			p.pos = start
+			return Object{}, err
+		}
+		fo = flatObject{Type: TypeBinder, Flags: ne.Uint32(b[4:])}
 	}
 	if fo.Type != TypeBinder && fo.Type != TypeHandle {
 		p.pos = start

@@ -307,3 +307,29 @@ func TestParseRelease(t *testing.T) {
 		t.Error("ParseRelease accepted 12")
 	}
 }
+
+// TestNullBinderHasNoOffset: a null binder in the offsets would reach the
+// driver as pointer 0, which it turns into a node of the sender.
+func TestNullBinderHasNoOffset(t *testing.T) {
+	for _, rel := range []Release{Android10, Android11, Android14} {
+		p := NewParcel(rel)
+		p.WriteNullBinder()
+		if len(p.Offsets()) != 0 {
+			t.Fatalf("%s: null binder listed at offsets %v", rel, p.Offsets())
+		}
+		r, err := ParseParcel(rel, p.Data(), p.Offsets())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, err := r.ReadBinder(); err != nil || !o.IsNull() {
+			t.Fatalf("%s: read back %+v, %v", rel, o, err)
+		}
+		junk := NewParcel(rel)
+		junk.WriteInt64(1)
+		junk.WriteInt64(0)
+		junk.WriteInt64(0)
+		if _, err := junk.ReadBinder(); err == nil {
+			t.Fatalf("%s: plain words read as a binder", rel)
+		}
+	}
+}

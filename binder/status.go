@@ -193,3 +193,12 @@ func statusOf(err error) Status {
 	}
 	return StatusUnknownError
 }
+
+// asStatus finds the status_t an error carries.
+func asStatus(err error) (Status, bool) {
+	var s Status
+	if err != nil && errors.As(err, &s) {
+		return s, true
+	}
+	return 0, false
+}

@@ -1,0 +1,354 @@
+package binder
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+)
+
+// Dump priorities of addService and listServices (IServiceManager).
+const (
+	DumpPriorityCritical int32 = 1 << 0
+	DumpPriorityHigh     int32 = 1 << 1
+	DumpPriorityNormal   int32 = 1 << 2
+	DumpPriorityDefault  int32 = 1 << 3
+	DumpPriorityAll            = DumpPriorityCritical | DumpPriorityHigh | DumpPriorityNormal | DumpPriorityDefault
+)
+
+// A Resolver answers a lookup of a name that no app of the context
+// registered, with a node of the service manager's own connection. (The
+// driver refuses calls from a process to the context manager it owns, so
+// a node of another connection of the same process could never be handed
+// to the manager.)
+type Resolver interface {
+	Resolve(ctx context.Context, name string) (*Node, bool)
+	// Names lists the names Resolve may answer; apps cannot register them.
+	Names() []string
+}
+
+// ServiceManager serves the service manager protocol of a release as the
+// context manager of a connection: a registry of the services that the
+// context's apps add, which stay in the context, and a Resolver for the
+// other names.
+type ServiceManager struct {
+	conn     *Conn
+	rel      Release
+	codes    ServiceManagerCodes
+	resolver Resolver
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	services map[string]smService
+}
+
+type smService struct {
+	obj          Object // a handle of the manager's connection, or one of its nodes
+	dumpPriority int32
+}
+
+// ServiceManagerOption configures NewServiceManager.
+type ServiceManagerOption func(*ServiceManager)
+
+// WithResolver answers lookups of names not registered in the context
+// (default: they are not found).
+func WithResolver(r Resolver) ServiceManagerOption {
+	return func(sm *ServiceManager) { sm.resolver = r }
+}
+
+// WithServiceManagerLogger sets where the manager reports refused requests
+// (default: nowhere).
+func WithServiceManagerLogger(l *slog.Logger) ServiceManagerOption {
+	return func(sm *ServiceManager) { sm.log = l }
+}
+
+// NewServiceManager returns a manager for the context of c, speaking c's
+// release. Start makes it the context manager.
+func NewServiceManager(c *Conn, opts ...ServiceManagerOption) *ServiceManager {
+	sm := &ServiceManager{
+		conn: c, rel: c.Release(), codes: c.Release().ServiceManager(),
+		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		services: map[string]smService{},
+	}
+	for _, o := range opts {
+		o(sm)
+	}
+	return sm
+}
+
+// Start makes the manager the context manager of its connection; the
+// connection must then Serve.
+func (sm *ServiceManager) Start(ctx context.Context) (*Node, error) {
+	return sm.conn.BecomeContextManager(ctx, sm)
+}
+
+// AddLocal registers a node of the manager's own connection under name,
+// for services of this process.
+func (sm *ServiceManager) AddLocal(name string, n *Node) error {
+	if !validServiceName(name) {
+		return fmt.Errorf("binder: add service %q: invalid name", name)
+	}
+	if n.conn != sm.conn {
+		return fmt.Errorf("binder: add service %q: node of another connection", name)
+	}
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	sm.services[name] = smService{obj: n.object(), dumpPriority: DumpPriorityDefault}
+	return nil
+}
+
+// Services lists the names registered in the context, sorted.
+func (sm *ServiceManager) Services() []string {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	names := make([]string, 0, len(sm.services))
+	for n := range sm.services {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Handle serves one service manager call.
+func (sm *ServiceManager) Handle(ctx context.Context, t *Transaction) (*Parcel, error) {
+	switch t.Code {
+	case InterfaceTransaction:
+		r := NewParcel(sm.rel)
+		r.WriteString16(ServiceManagerDescriptor)
+		return r, nil
+	case 0: // the code of every method a release lacks
+		return nil, StatusUnknownTransaction
+	}
+	if err := t.Data.EnforceInterface(ServiceManagerDescriptor); err != nil {
+		sm.log.Debug("service manager call refused", "code", t.Code, "pid", t.SenderPID, "err", err)
+		return nil, sm.fail()
+	}
+	c := sm.codes
+	switch t.Code {
+	case c.GetService, c.CheckService:
+		name, err := t.Data.ReadString16()
+		if err != nil {
+			return nil, err
+		}
+		obj, ok := sm.lookup(ctx, name)
+		r := NewParcel(sm.rel)
+		if sm.rel == Android10 {
+			// service_manager.c answers a missing name with a bare 0, which
+			// readStrongBinder reads as null.
+			if !ok {
+				r.WriteInt32(0)
+				return r, nil
+			}
+			writeObject(r, obj)
+			return r, nil
+		}
+		r.WriteNoException()
+		if !ok {
+			r.WriteNullBinder()
+		} else {
+			writeObject(r, obj)
+		}
+		return r, nil
+	case c.AddService:
+		return sm.add(ctx, t)
+	case c.ListServices:
+		return sm.list(t)
+	case c.IsDeclared: // 0 on Android 10, where codes are >= 1
+		if _, err := t.Data.ReadString16(); err != nil {
+			return nil, err
+		}
+		r := NewParcel(sm.rel)
+		r.WriteNoException()
+		r.WriteBool(false) // no VINTF manifest in a profile
+		return r, nil
+	case c.GetDeclaredInstances, c.GetUpdatableNames, c.GetServiceDebugInfo:
+		r := NewParcel(sm.rel)
+		r.WriteNoException()
+		r.WriteInt32(0) // an empty list
+		return r, nil
+	case c.UpdatableViaApex:
+		r := NewParcel(sm.rel)
+		r.WriteNoException()
+		r.WriteNullString16()
+		return r, nil
+	case c.GetConnectionInfo:
+		r := NewParcel(sm.rel)
+		r.WriteNoException()
+		r.WriteInt32(0) // null parcelable
+		return r, nil
+	case c.RegisterForNotifications, c.UnregisterForNotifications, c.RegisterClientCallback, c.TryUnregisterService:
+		return sm.exception(ExUnsupportedOperation, "not supported by workcell's service manager")
+	}
+	return nil, StatusUnknownTransaction
+}
+
+// fail is the answer to a refused call: service_manager.c returns -1 on
+// Android 10; AIDL stubs answer a bad token with BAD_TYPE.
+func (sm *ServiceManager) fail() error {
+	if sm.rel == Android10 {
+		return StatusPermissionDenied
+	}
+	return StatusBadType
+}
+
+func (sm *ServiceManager) exception(code int32, msg string) (*Parcel, error) {
+	if sm.rel == Android10 {
+		return nil, sm.fail()
+	}
+	r := NewParcel(sm.rel)
+	r.WriteException(&Exception{Code: code, Message: msg})
+	return r, nil
+}
+
+func writeObject(p *Parcel, o Object) {
+	if o.Type == TypeBinder {
+		p.WriteLocalBinder(o.Binder, o.Cookie)
+		return
+	}
+	st := o.Stability
+	if st == StabilityUndeclared {
+		st = StabilitySystem
+	}
+	p.WriteHandleStability(o.Handle(), st)
+}
+
+func (sm *ServiceManager) lookup(ctx context.Context, name string) (Object, bool) {
+	sm.mu.Lock()
+	s, ok := sm.services[name]
+	sm.mu.Unlock()
+	if ok {
+		return s.obj, true
+	}
+	if sm.resolver == nil {
+		return Object{}, false
+	}
+	n, ok := sm.resolver.Resolve(ctx, name)
+	if !ok {
+		return Object{}, false
+	}
+	if n.conn != sm.conn {
+		sm.log.Warn("service manager: resolver answered with a node of another connection", "name", name)
+		return Object{}, false
+	}
+	return n.object(), true
+}
+
+func (sm *ServiceManager) reserved(name string) bool {
+	return sm.resolver != nil && slices.Contains(sm.resolver.Names(), name)
+}
+
+func (sm *ServiceManager) add(ctx context.Context, t *Transaction) (*Parcel, error) {
+	name, err := t.Data.ReadString16()
+	if err != nil {
+		return nil, err
+	}
+	obj, err := t.Data.ReadBinder()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.Data.ReadInt32(); err != nil { // allowIsolated: no isolated apps here
+		return nil, err
+	}
+	prio := DumpPriorityDefault
+	if t.Data.Remaining() >= 4 { // older callers omit it
+		if prio, err = t.Data.ReadInt32(); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case !validServiceName(name):
+		return sm.exception(ExIllegalArgument, "invalid service name")
+	case obj.IsNull():
+		return sm.exception(ExIllegalArgument, "null service")
+	case sm.reserved(name):
+		sm.log.Info("service manager refused a name reserved for the host", "name", name, "pid", t.SenderPID)
+		return sm.exception(ExSecurity, "name reserved for a host service")
+	}
+	if obj.Type == TypeHandle {
+		h := obj.Handle()
+		_, err := sm.conn.LinkToDeath(ctx, h, func() { sm.died(h) })
+		if err != nil {
+			return nil, err
+		}
+	}
+	sm.mu.Lock()
+	sm.services[name] = smService{obj: obj, dumpPriority: prio}
+	sm.mu.Unlock()
+	r := NewParcel(sm.rel)
+	if sm.rel == Android10 {
+		r.WriteInt32(0)
+	} else {
+		r.WriteNoException()
+	}
+	return r, nil
+}
+
+// died forgets the services of a dead handle, as servicemanager does.
+func (sm *ServiceManager) died(h uint32) {
+	sm.mu.Lock()
+	for name, s := range sm.services {
+		if s.obj.Type == TypeHandle && s.obj.Handle() == h {
+			delete(sm.services, name)
+		}
+	}
+	sm.mu.Unlock()
+	if err := sm.conn.ReleaseHandle(context.Background(), h); err != nil {
+		sm.log.Warn("service manager cannot release a dead handle", "handle", h, "err", err)
+	}
+}
+
+func (sm *ServiceManager) names(prio int32) []string {
+	sm.mu.Lock()
+	var names []string
+	for n, s := range sm.services {
+		if s.dumpPriority&prio != 0 {
+			names = append(names, n)
+		}
+	}
+	sm.mu.Unlock()
+	if sm.resolver != nil && prio&DumpPriorityDefault != 0 {
+		for _, n := range sm.resolver.Names() {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (sm *ServiceManager) list(t *Transaction) (*Parcel, error) {
+	r := NewParcel(sm.rel)
+	if sm.rel == Android10 {
+		// One name per call, by index, until the manager fails.
+		idx, err := t.Data.ReadInt32()
+		if err != nil {
+			return nil, err
+		}
+		prio := DumpPriorityAll
+		if t.Data.Remaining() >= 4 {
+			if prio, err = t.Data.ReadInt32(); err != nil {
+				return nil, err
+			}
+		}
+		names := sm.names(prio)
+		if idx < 0 || int(idx) >= len(names) {
+			return nil, StatusPermissionDenied
+		}
+		r.WriteString16(names[idx])
+		return r, nil
+	}
+	prio, err := t.Data.ReadInt32()
+	if err != nil {
+		return nil, err
+	}
+	names := sm.names(prio)
+	r.WriteNoException()
+	r.WriteInt32(int32(len(names)))
+	for _, n := range names {
+		r.WriteString16(n)
+	}
+	return r, nil
+}
