@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	vns "github.com/vishvananda/netns"
 )
 
 // BenchSetupTeardown times Ensure (a new profile's whole network) and Remove
@@ -53,4 +57,29 @@ func SyntheticAllowList(n int) []Rule {
 		out = append(out, r)
 	}
 	return out
+}
+
+// BenchMasquerade installs, in the network namespace pinned at nsPath, a
+// table "wcbench" whose only rule masquerades what leaves through oif: the
+// NAT (and so conntrack) a profile's traffic pays, without workcell's
+// filter rules, for the throughput bench's NAT-only peer.
+func BenchMasquerade(nsPath, oif string) error {
+	h, err := vns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", nsPath, err)
+	}
+	defer h.Close()
+	c, err := newConn(int(h))
+	if err != nil {
+		return err
+	}
+	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "wcbench"})
+	accept := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{Name: chainPostrouting, Table: t, Hooknum: nftables.ChainHookPostrouting,
+		Priority: nftables.ChainPriorityNATSource, Type: nftables.ChainTypeNAT, Policy: &accept})
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(ifMatch(expr.MetaKeyOIFNAME, oif), &expr.Masq{})})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("masquerade table in %s: %w", nsPath, err)
+	}
+	return nil
 }

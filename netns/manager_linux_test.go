@@ -508,3 +508,55 @@ func TestLargeAllowList(t *testing.T) {
 	must(t, err)
 	t.Logf("setup %v, teardown %v", setup, teardown)
 }
+
+// innerChains lists the base chains of the table inside the profile.
+func innerChains(t *testing.T, w *world, profile string) []string {
+	t.Helper()
+	ns, err := vns.GetFromPath(w.mgr.nsPath(profile))
+	must(t, err)
+	defer ns.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	must(t, err)
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	must(t, err)
+	var out []string
+	for _, ch := range chains {
+		if ch.Table.Name == tableName {
+			out = append(out, ch.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Direct mode wants no rules inside the profile, so it hooks no chains
+// there: every packet work sends or receives would enter them. The modes
+// that want rules get their chains back.
+func TestInnerChainsOnlyWhereTheModeHasRules(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	vpn := Settings{Mode: ModeVPNLockdown, VPNEndpoints: []netip.AddrPort{mustAddrPort(vpnEndpoint + ":443")}}
+	for _, step := range []struct {
+		s    Settings
+		want []string
+	}{
+		{direct, nil},
+		{vpn, []string{"input", "output"}},
+		{direct, nil},
+		{Settings{Mode: ModeOffline}, []string{"input", "output"}},
+		{direct, nil},
+	} {
+		_, err := w.mgr.Ensure(ctx, "p1", step.s)
+		must(t, err)
+		if got := innerChains(t, w, "p1"); !slices.Equal(got, step.want) {
+			t.Errorf("mode %s: inner chains %v, want %v", step.s.Mode, got, step.want)
+		}
+	}
+	// The kill switch is back in place after direct mode: only the endpoint.
+	must(t, w.mgr.Apply(ctx, "p1", vpn))
+	a := &Info{NSPath: w.mgr.nsPath("p1")}
+	check(t,
+		path{name: "endpoint", ns: a.NSPath, network: "tcp", addr: vpnEndpoint + ":443", allowed: true},
+		path{name: "not an endpoint", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
+	)
+}

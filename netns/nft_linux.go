@@ -329,16 +329,33 @@ func hostBatch(c *nftables.Conn, pool netip.Prefix, all []profileRef, full map[s
 }
 
 // innerBatch fills a batch for the table inside a profile's namespace.
+// Where the mode wants no rules there (direct), it wants no base chains
+// either: an empty chain on the output and input hooks would still be
+// entered by every packet work sends and receives.
 func innerBatch(c *nftables.Conn, pr profileRules) error {
 	b := newBatch(c)
-	prio := nftables.ChainPriorityFilter
-	out := b.baseChain("output", nftables.ChainHookOutput, prio, nftables.ChainTypeFilter)
-	in := b.baseChain("input", nftables.ChainHookInput, prio, nftables.ChainTypeFilter)
 	for _, s := range pr.InnerSets {
 		if err := b.replaceSet(s); err != nil {
 			return err
 		}
 	}
+	if len(pr.InnerOut) == 0 && len(pr.InnerIn) == 0 {
+		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+		if err != nil {
+			return fmt.Errorf("list nftables chains: %w", err)
+		}
+		for _, ch := range chains {
+			if ch.Table.Name == tableName && (ch.Name == "output" || ch.Name == "input") {
+				ch := &nftables.Chain{Name: ch.Name, Table: b.table}
+				b.c.FlushChain(ch)
+				b.c.DelChain(ch)
+			}
+		}
+		return nil
+	}
+	prio := nftables.ChainPriorityFilter
+	out := b.baseChain("output", nftables.ChainHookOutput, prio, nftables.ChainTypeFilter)
+	in := b.baseChain("input", nftables.ChainHookInput, prio, nftables.ChainTypeFilter)
 	if err := b.replaceRules(out, pr.InnerOut); err != nil {
 		return err
 	}

@@ -32,8 +32,6 @@ const (
 	benchHostUplink = "198.51.100.2"
 	benchRouter     = "198.51.100.1"
 	benchInet       = "203.0.113.10" // the iperf3 server, "on the internet"
-	benchPeerHost   = "10.232.0.1"   // the plain veth namespace's gateway
-	benchPeerAddr   = "10.232.0.2"
 )
 
 // benchNS are the namespaces this run made (`ip netns` names), deleted at
@@ -93,11 +91,23 @@ func ipn(ns string, args ...string) error {
 	return nil
 }
 
-// netWorld is the topology the throughput rows share.
+// netWorld is the topology the throughput rows share. Every path has the
+// same hops: client namespace -> veth -> a forwarding "host" namespace ->
+// veth uplink -> the router, where the iperf3 server is. The peers differ
+// from the profile only in what the host does on the way:
+//   - plainNS: a host namespace of its own with plain IPv4 forwarding and
+//     routing, no nftables at all (so no conntrack either);
+//   - natNS: a host namespace of its own with forwarding and one nftables
+//     rule, masquerade out of its uplink (so conntrack + NAT, as the
+//     profile pays), and no filter rules.
+//
+// The profile's host is the daemon's namespace: forwarding, conntrack,
+// masquerade and workcell's rules.
 type netWorld struct {
 	profile string
 	nsPath  string // the profile's pinned namespace
-	peerNS  string // the plain veth namespace, no rules
+	plainNS string // peer: plain forwarding, no rules
+	natNS   string // peer: forwarding + masquerade only
 }
 
 func netTopology(ctx context.Context, b *Bench) (*netWorld, error) {
@@ -110,11 +120,7 @@ func netTopology(ctx context.Context, b *Bench) (*netWorld, error) {
 		if err != nil {
 			return nil, err
 		}
-		peer, err := addBenchNS("peer")
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range [][]string{
+		cmds := [][]string{
 			{host, "link", "add", "up0", "type", "veth", "peer", "name", "r-up", "netns", rtr},
 			{host, "addr", "add", benchHostUplink + "/24", "dev", "up0"},
 			{host, "link", "set", "up0", "up"},
@@ -122,18 +128,52 @@ func netTopology(ctx context.Context, b *Bench) (*netWorld, error) {
 			{rtr, "addr", "add", benchRouter + "/24", "dev", "r-up"},
 			{rtr, "link", "set", "r-up", "up"},
 			{rtr, "addr", "add", benchInet + "/32", "dev", "lo"},
-			{rtr, "route", "add", "10.232.0.0/30", "via", benchHostUplink},
-			// The peer: a namespace behind a plain veth, routed, no rules.
-			{host, "link", "add", "pv0", "type", "veth", "peer", "name", "eth0", "netns", peer},
-			{host, "addr", "add", benchPeerHost + "/30", "dev", "pv0"},
-			{host, "link", "set", "pv0", "up"},
-			{peer, "addr", "add", benchPeerAddr + "/30", "dev", "eth0"},
-			{peer, "link", "set", "eth0", "up"},
-			{peer, "route", "add", "default", "via", benchPeerHost},
-		} {
+		}
+		// The peers: a client namespace behind a host namespace of its own
+		// with an uplink into the same router.
+		var peerNS, peerHost [2]string
+		for i, kind := range []string{"plain", "nat"} {
+			if peerHost[i], err = addBenchNS(kind + "host"); err != nil {
+				return nil, err
+			}
+			if peerNS[i], err = addBenchNS(kind + "peer"); err != nil {
+				return nil, err
+			}
+			h, p := peerHost[i], peerNS[i]
+			up := fmt.Sprintf("198.51.%d.", 101+i) // host uplink .2, router .1
+			sub := fmt.Sprintf("10.232.0.%d", 4*i) // the client's /30
+			gw, addr := fmt.Sprintf("10.232.0.%d", 4*i+1), fmt.Sprintf("10.232.0.%d", 4*i+2)
+			cmds = append(cmds,
+				[]string{h, "link", "add", "up0", "type", "veth", "peer", "name", "r-" + kind, "netns", rtr},
+				[]string{h, "addr", "add", up + "2/24", "dev", "up0"},
+				[]string{h, "link", "set", "up0", "up"},
+				[]string{h, "route", "add", "default", "via", up + "1"},
+				[]string{rtr, "addr", "add", up + "1/24", "dev", "r-" + kind},
+				[]string{rtr, "link", "set", "r-" + kind, "up"},
+				[]string{h, "link", "add", "pv0", "type", "veth", "peer", "name", "eth0", "netns", p},
+				[]string{h, "addr", "add", gw + "/30", "dev", "pv0"},
+				[]string{h, "link", "set", "pv0", "up"},
+				[]string{p, "addr", "add", addr + "/30", "dev", "eth0"},
+				[]string{p, "link", "set", "eth0", "up"},
+				[]string{p, "route", "add", "default", "via", gw},
+			)
+			if kind == "plain" {
+				// Routed back without NAT.
+				cmds = append(cmds, []string{rtr, "route", "add", sub + "/30", "via", up + "2"})
+			}
+		}
+		for _, c := range cmds {
 			if err := ipn(c[0], c[1:]...); err != nil {
 				return nil, err
 			}
+		}
+		for _, h := range peerHost {
+			if out, err := exec.Command("ip", "netns", "exec", h, "sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("ip_forward in %s: %v: %s", h, err, out)
+			}
+		}
+		if err := netns.BenchMasquerade("/run/netns/"+peerHost[1], "up0"); err != nil {
+			return nil, err
 		}
 		srv := exec.Command("ip", "netns", "exec", rtr, "iperf3", "-s", "-B", benchInet, "-p", "5201")
 		srv.Stdout, srv.Stderr = b.DevNull, b.DevNull
@@ -142,7 +182,7 @@ func netTopology(ctx context.Context, b *Bench) (*netWorld, error) {
 		}
 		b.AtEnd("stop iperf3 server", func(context.Context) error { _ = srv.Process.Kill(); _ = srv.Wait(); return nil })
 
-		w := &netWorld{profile: "netbench", peerNS: "/run/netns/" + peer}
+		w := &netWorld{profile: "netbench", plainNS: "/run/netns/" + peerNS[0], natNS: "/run/netns/" + peerNS[1]}
 		bundle, err := b.Bundle("sleeper", sleeperArgs...)
 		if err != nil {
 			return nil, err
@@ -160,12 +200,18 @@ func netTopology(ctx context.Context, b *Bench) (*netWorld, error) {
 		// The server needs a moment to listen.
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			if _, err := iperf(ctx, w.peerNS, time.Second); err == nil {
+			if _, err := iperf(ctx, w.plainNS, time.Second); err == nil {
 				break
 			} else if time.Now().After(deadline) {
-				return nil, fmt.Errorf("iperf3 through the peer path: %w", err)
+				return nil, fmt.Errorf("iperf3 through the plain peer path: %w", err)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+		// One warm-up transfer on each other path.
+		for _, ns := range []string{w.natNS, w.nsPath} {
+			if _, err := iperf(ctx, ns, time.Second); err != nil {
+				return nil, err
+			}
 		}
 		return w, nil
 	})
@@ -226,48 +272,66 @@ func median(vs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// rotate runs one sample of each fn per round, n rounds, starting each
+// round one further along, so that no path always follows the same other.
+func rotate(n int, fns ...func() error) error {
+	for i := range n {
+		for j := range fns {
+			if err := fns[(i+j)%len(fns)](); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // netThroughput: iperf3 from inside the profile to the fake internet host
 // with 10 and with 10,000 allow-list entries, interleaved with the same
-// transfer from a plain veth namespace with no rules (and no NAT).
+// transfer from the two peers of netWorld (same hops; plain forwarding, and
+// forwarding + masquerade).
 func netThroughput(ctx context.Context, b *Bench) ([]Line, error) {
 	w, err := netTopology(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	n, dur := b.N(5, 1), time.Duration(b.N(3, 1))*time.Second
-	measure := func(allow int) (wc, peer []float64, err error) {
-		if err := setAllow(ctx, b, w.profile, allow); err != nil {
-			return nil, nil, err
+	n, dur := b.N(7, 1), time.Duration(b.N(2, 1))*time.Second
+	run := func(ns string, into *[]float64) func() error {
+		return func() error {
+			v, err := iperf(ctx, ns, dur)
+			*into = append(*into, v)
+			return err
 		}
-		err = interleave(n, n, func(int) error {
-			v, err := iperf(ctx, w.nsPath, dur)
-			wc = append(wc, v)
-			return err
-		}, func(int) error {
-			v, err := iperf(ctx, w.peerNS, dur)
-			peer = append(peer, v)
-			return err
-		})
-		return wc, peer, err
 	}
-	wc10, peer10, err := measure(10)
+	measure := func(allow int) (wc, plain, nat []float64, err error) {
+		if err := setAllow(ctx, b, w.profile, allow); err != nil {
+			return nil, nil, nil, err
+		}
+		err = rotate(n, run(w.nsPath, &wc), run(w.plainNS, &plain), run(w.natNS, &nat))
+		return wc, plain, nat, err
+	}
+	wc10, plain10, nat10, err := measure(10)
 	if err != nil {
 		return nil, err
 	}
-	wc10k, peer10k, err := measure(10000)
+	wc10k, plain10k, _, err := measure(10000)
 	if err != nil {
 		return nil, err
 	}
-	note := "iperf3 -c by nsenter in the profile's netns (busybox has none): same kernel path"
-	r10 := median(wc10) / median(peer10)
+	note := fmt.Sprintf("median of %d x %s, the three paths in turn; iperf3 -c by nsenter in the profile's netns (busybox has none): same kernel path", n, dur)
+	r10 := median(wc10) / median(plain10)
+	rNAT := median(wc10) / median(nat10)
 	// Compare the two list sizes by their ratio to the peer measured beside
 	// each, so that drift of the shared machine between the blocks cancels.
-	rk := (median(wc10k) / median(peer10k)) / r10
+	rk := (median(wc10k) / median(plain10k)) / r10
 	return []Line{
-		{Name: "net-throughput", Workcell: gbits(median(wc10)), Peer: gbits(median(peer10)), PeerName: "plain veth netns, no rules, no NAT",
-			Target: ">= 0.95x", Over: r10 < 0.95, Note: "10 allow entries, NAT; " + note},
+		{Name: "net-throughput", Workcell: gbits(median(wc10)), Peer: gbits(median(plain10)),
+			PeerName: "same hops (client netns -> veth -> forwarding host netns -> uplink veth -> server netns), host with plain forwarding, no nftables, no conntrack, no NAT",
+			Target:   ">= 0.95x", Over: r10 < 0.95, Note: fmt.Sprintf("%.2fx; 10 allow entries, NAT; %s", r10, note)},
+		{Name: "net-throughput-vs-nat", Workcell: gbits(median(wc10)), Peer: gbits(median(nat10)),
+			PeerName: "same hops, host with forwarding and one nftables masquerade rule (conntrack + NAT), no filter rules",
+			Target:   ">= 0.95x", Over: rNAT < 0.95, Note: fmt.Sprintf("%.2fx: the cost of workcell's own rules over the NAT every profile needs", rNAT)},
 		{Name: "net-throughput-10k", Workcell: gbits(median(wc10k)), Peer: gbits(median(wc10)), PeerName: "the same profile with 10 entries",
-			Target: ">= 0.95x", Over: rk < 0.95, Note: fmt.Sprintf("10,000 allow entries; %.2fx after normalizing each block by its peer", rk)},
+			Target: ">= 0.95x", Over: rk < 0.95, Note: fmt.Sprintf("10,000 allow entries; %.2fx after normalizing each block by its plain peer", rk)},
 	}, nil
 }
 
