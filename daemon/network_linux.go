@@ -103,6 +103,14 @@ func (d *Daemon) networkUp(ctx context.Context, p *profile, h *sandbox.HardenOpt
 	return nil
 }
 
+// networkHealthy reports whether the profile's network is as wanted
+// without rebuilding it (the quick check of a start from a prepared
+// container; networkUp repairs when it is not).
+func (d *Daemon) networkHealthy(ctx context.Context, p *profile) bool {
+	s, err := d.loadNetwork(p.rec.Name)
+	return err == nil && d.net.Healthy(ctx, p.rec.Name, s)
+}
+
 // networkDown runs after the container stopped: the namespace, its
 // address and its rules are kept for the next start.
 func (d *Daemon) networkDown(ctx context.Context, p *profile) {}

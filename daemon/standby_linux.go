@@ -75,10 +75,12 @@ func (d *Daemon) beginStandby(ctx context.Context, p *profile) (*sandbox.Contain
 	p.standby = nil
 	// The network is made to match what is wanted at every start (someone
 	// may have flushed the rules since the container was prepared).
-	var h sandbox.HardenOptions
-	if err := d.networkUp(ctx, p, &h); err != nil {
-		d.discardStandby(ctx, p, c)
-		return nil, err
+	if !d.networkHealthy(ctx, p) {
+		var h sandbox.HardenOptions
+		if err := d.networkUp(ctx, p, &h); err != nil {
+			d.discardStandby(ctx, p, c)
+			return nil, err
+		}
 	}
 	p.tun = p.standbyTun
 	if err := c.Begin(ctx); err != nil {
