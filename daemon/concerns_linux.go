@@ -9,8 +9,9 @@ import (
 
 // The concern packages plug into a profile's life here, each through its
 // own file: storage (storage_linux.go) gives the container its root,
-// network (network_linux.go) its network namespace. The order is fixed:
-// storage before network on the way up, the reverse on the way down.
+// network (network_linux.go) its network namespace, binder
+// (binder_linux.go) its binder context. The order is fixed: storage,
+// network, binder on the way up, the reverse on the way down.
 
 // prepare readies what a profile's container runs on and fills the
 // trusted parts of its hardening options. On error nothing is left.
@@ -22,19 +23,25 @@ func (d *Daemon) prepare(ctx context.Context, p *profile, h *sandbox.HardenOptio
 		d.storageDown(ctx, p)
 		return err
 	}
+	if err := d.binderUp(ctx, p, h); err != nil {
+		d.networkDown(ctx, p)
+		d.storageDown(ctx, p)
+		return err
+	}
 	return nil
 }
 
 // release undoes prepare after the container has stopped. What a stopped
 // profile keeps (its network namespace, its unlocked key) stays.
 func (d *Daemon) release(ctx context.Context, p *profile) {
+	d.binderDown(ctx, p)
 	d.networkDown(ctx, p)
 	d.storageDown(ctx, p)
 }
 
 // purge deletes what the concerns hold for a profile being removed.
 func (d *Daemon) purge(ctx context.Context, p *profile) error {
-	return errors.Join(d.networkRemove(ctx, p), d.storageRemove(ctx, p))
+	return errors.Join(d.binderRemove(ctx, p), d.networkRemove(ctx, p), d.storageRemove(ctx, p))
 }
 
 // reconcileConcerns runs at start, after the records are loaded and
@@ -43,5 +50,8 @@ func (d *Daemon) reconcileConcerns(ctx context.Context) error {
 	if err := d.storageReconcile(ctx); err != nil {
 		return err
 	}
-	return d.networkReconcile(ctx)
+	if err := d.networkReconcile(ctx); err != nil {
+		return err
+	}
+	return d.binderReconcile(ctx)
 }

@@ -50,6 +50,19 @@ type Config struct {
 	StoreSize int64 `json:"store_size"`
 	// InsecureUnencryptedStorage keeps profile data in plain folders.
 	InsecureUnencryptedStorage bool `json:"insecure_unencrypted_storage"`
+	// BinderDevices are devices of a `binder_linux devices=` list that
+	// profiles may get as their binder context (one profile each, first
+	// free first), where the kernel has no binderfs; empty means none.
+	BinderDevices []string `json:"binder_devices"`
+	// BinderHostDevice is the host's own binder context, where the
+	// services a profile's binder policy allows live.
+	BinderHostDevice string `json:"binder_host_device"`
+	// BinderRelease is the Android release whose binder wire format the
+	// contexts speak: android10, android11 or android14.
+	BinderRelease string `json:"binder_release"`
+	// BinderAuditAllowed writes an audit record of every allowed binder
+	// call too, not only of the denied ones.
+	BinderAuditAllowed bool `json:"binder_audit_allowed"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -84,6 +97,9 @@ func DefaultConfig() Config {
 		LogMaxBytes:  1 << 20,
 		CgroupParent: "/workcell",
 		Standby:      true,
+
+		BinderHostDevice: "/dev/binder",
+		BinderRelease:    "android14",
 	}
 }
 
@@ -141,5 +157,8 @@ func (c *Config) Validate() error {
 	if c.CgroupParent == "" || c.CgroupParent[0] != '/' {
 		return fmt.Errorf("cgroup_parent %q: must start with /", c.CgroupParent)
 	}
-	return c.validateStorage()
+	if err := c.validateStorage(); err != nil {
+		return err
+	}
+	return c.validateBinder()
 }

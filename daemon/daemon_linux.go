@@ -32,6 +32,8 @@ type Daemon struct {
 	stor *storage
 	// net owns the profiles' networks (network_linux.go).
 	net *netns.Manager
+	// bnd owns the profiles' binder contexts (binder_linux.go).
+	bnd binders
 
 	// ctx ends when the daemon closes; it bounds the watchers.
 	ctx    context.Context
@@ -138,6 +140,7 @@ func (d *Daemon) Close(ctx context.Context) {
 		}
 	}
 	d.mu.Unlock()
+	d.closeBinder()
 	d.closeNetwork()
 	if d.lock != nil {
 		d.lock.Close()

@@ -175,6 +175,7 @@ func (s *Server) routes() http.Handler {
 	// Each concern adds its endpoints from its own file.
 	s.networkRoutes(h)
 	s.storageRoutes(h)
+	s.binderRoutes(h)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(uidOf(r), s.d.cfg, roleOwner, ""); err != nil {
 			writeError(w, err)

@@ -134,7 +134,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			{Name: "exec", Usage: "run a command in a running profile", ArgsUsage: "[NAME] -- CMD [ARG...]", SkipFlagParsing: true, Action: cmdExec},
 			{Name: "events", Usage: "follow the profiles' state changes", Action: cmdEvents},
 			{Name: "version", Usage: "show the daemon's version", Action: cmdVersion},
-		}, netCommands(), storageCommands())),
+		}, netCommands(), storageCommands(), binderCommands())),
 	}
 }
 

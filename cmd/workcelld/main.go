@@ -56,6 +56,9 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "store-size", Usage: "size of the store image, e.g. 1G (an existing image must have it)"},
 			&cli.BoolFlag{Name: "insecure-unencrypted-storage", Usage: "keep profile data UNENCRYPTED where the state folder cannot encrypt (not for real use)"},
 			&cli.StringFlag{Name: "net-pool", Usage: "IPv4 `CIDR` the profiles' subnets come from (default 10.231.0.0/16)"},
+			&cli.StringSliceFlag{Name: "binder-device", Usage: "binder `DEVICE` of a binder_linux devices= list a profile may get as its context (repeat for more; unused where binderfs is there)"},
+			&cli.StringFlag{Name: "binder-host-device", Value: def.BinderHostDevice, Usage: "the host's binder context, where allowed host services live"},
+			&cli.StringFlag{Name: "binder-release", Value: def.BinderRelease, Usage: "binder wire format: android10, android11 or android14"},
 		},
 		Action: run,
 	}
@@ -116,6 +119,15 @@ func config(c *cli.Context) (daemon.Config, error) {
 	}
 	if c.IsSet("net-pool") {
 		cfg.NetPool = c.String("net-pool")
+	}
+	if c.IsSet("binder-device") {
+		cfg.BinderDevices = c.StringSlice("binder-device")
+	}
+	if c.IsSet("binder-host-device") {
+		cfg.BinderHostDevice = c.String("binder-host-device")
+	}
+	if c.IsSet("binder-release") {
+		cfg.BinderRelease = c.String("binder-release")
 	}
 	return cfg, cfg.Validate()
 }

@@ -1,0 +1,88 @@
+#!/bin/sh
+# Runs in the integration/vm guest (busybox sh), copied to /wc/guest.sh by
+# TestDaemonBinderInVM with the static workcelld, workcell and binderapp
+# next to it. The host's context is /dev/binder (its service manager and
+# an echo service, both binderapp); workcelld gets /dev/workbinder from its
+# binder_devices for the profile "work", whose container runs binderapp as
+# /workapp against its /dev/binder. Each step's output follows a "== step"
+# line; a failed expectation prints "FAIL:" and the script exits 1.
+set -u
+W=/wc
+export WORKCELL_SOCKET=/run/workcell/workcelld.sock
+rc=0
+out=/tmp/step.out
+# run CMD...: print and keep its output and exit code.
+run() { echo "== $*"; "$@" >$out 2>&1; code=$?; cat $out; echo "== exit $code"; }
+expect_code() { [ "$code" -eq "$1" ] || { echo "FAIL: exit $code, want $1"; rc=1; }; }
+expect_out() { grep -q -- "$1" $out || { echo "FAIL: no \"$1\" in the output"; rc=1; }; }
+waitfor() { # waitfor WHAT CMD...: up to 20 s
+  what=$1; shift; i=0
+  until "$@" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "FAIL: $what never happened"; return 1; }
+    sleep 0.2
+  done
+}
+
+[ -e /etc/resolv.conf ] || echo "nameserver 192.0.2.53" >/etc/resolv.conf
+
+echo "== host side: service manager and echo service on /dev/binder"
+$W/binderapp -d /dev/binder hostsm >/tmp/hostsm.log 2>&1 &
+$W/binderapp -d /dev/binder echo workcell.echo >/tmp/echo.log 2>&1 &
+waitfor "workcell.echo on the host" sh -c "$W/binderapp -d /dev/binder list | grep -qx workcell.echo" || rc=1
+
+echo "== workcelld"
+$W/workcelld --config $W/daemon.json >/tmp/workcelld.log 2>&1 &
+wcd=$!
+waitfor "workcelld's socket" $W/workcell version || rc=1
+
+mkdir -p /tmp/bundle/rootfs/bin /tmp/bundle/rootfs/proc /tmp/bundle/rootfs/sys /tmp/bundle/rootfs/dev /tmp/bundle/rootfs/tmp /tmp/bundle/rootfs/etc
+cp /bin/busybox /tmp/bundle/rootfs/bin/busybox
+for a in sh sleep ls cat; do ln -s busybox /tmp/bundle/rootfs/bin/$a; done
+cp $W/binderapp /tmp/bundle/rootfs/workapp
+cp $W/config.json /tmp/bundle/config.json
+
+if [ $rc -eq 0 ]; then
+  run $W/workcell install work /tmp/bundle; expect_code 0
+  run $W/workcell net set work --mode offline; expect_code 0
+  run $W/workcell binder set work --allow workcell.echo=workcell.IEcho:1; expect_code 0
+  run $W/workcell start work; expect_code 0
+  run $W/workcell binder services work; expect_code 0
+  expect_out "on /dev/workbinder"; expect_out "workcell.echo .*workcell.IEcho .*1 .*yes"
+  run $W/workcell exec work -- ls -l /dev/binder; expect_code 0
+  run $W/workcell exec work -- /workapp call workcell.echo 1 hello-through-the-proxy; expect_code 0
+  expect_out "reply: hello-through-the-proxy"
+  run $W/workcell exec work -- /workapp call workcell.echo 2 x; expect_code 3
+  expect_out "SecurityException"
+  run $W/workcell exec work -- /workapp list; expect_code 0
+  expect_out "^workcell.echo$"
+  run $W/workcell binder services work --audit --follow=false; expect_code 0
+  expect_out '"service":"workcell.echo".*"code":2,"verdict":"deny"'
+  # The policy applies live: code 2 is allowed from the next lookup on.
+  run $W/workcell binder set work --allow workcell.echo=workcell.IEcho:1-2; expect_code 0
+  run $W/workcell exec work -- /workapp call workcell.echo 2 x; expect_code 0
+  expect_out "reply: secret"
+  # Stopped and started again, workcelld is the context's manager again.
+  run $W/workcell stop work; expect_code 0
+  run $W/workcell start work; expect_code 0
+  run $W/workcell exec work -- /workapp call workcell.echo 1 again; expect_code 0
+  expect_out "reply: again"
+  # A work app's own service stays in the profile: workcelld lists it,
+  # the host's context does not have it.
+  run $W/workcell exec work -- sh -c "/workapp echo work.private >/dev/null 2>&1 &"; expect_code 0
+  waitfor "work.private in the profile" sh -c "$W/workcell binder services work | grep -q 'own services: work.private'" || rc=1
+  run $W/workcell binder services work; expect_out "own services: work.private"
+  run $W/binderapp -d /dev/binder list; expect_code 0
+  grep -q work.private $out && { echo "FAIL: the host's context lists work.private"; rc=1; }
+  run $W/workcell stop work; expect_code 0
+fi
+
+kill $wcd 2>/dev/null
+wait $wcd 2>/dev/null
+echo "== workcelld log"
+cat /tmp/workcelld.log
+echo "== host logs"
+cat /tmp/hostsm.log /tmp/echo.log
+echo "== dmesg binder"
+dmesg | grep -i binder | tail -n 20
+if [ $rc -eq 0 ]; then echo "daemon-binder: PASS"; else echo "daemon-binder: FAIL"; fi
+exit $rc
