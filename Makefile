@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/workcell/workcell/daemon.Version=$(VERSION)
 STATIC  := -tags "netgo osusergo $(TAGS)" -ldflags "$(LDFLAGS) -s -w -extldflags -static"
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-unit test-vm bench arm64 clean deps
+.PHONY: all build run test test-unit test-vm bench bench-vm arm64 clean deps
 
 all: build
 
@@ -39,9 +39,18 @@ test-vm:
 test-unit:
 	$(GO) test -tags "$(TAGS)" -count=1 -short ./...
 
+# One table, every row beside its peer measured in the same run (the
+# binder rows boot the qemu guest: hack/vm-deps).
 bench: build
+	hack/vm-deps
 	$(GO) build -tags "$(TAGS)" -o bin/workcell-bench ./integration/bench
 	bin/workcell-bench
+
+# Only the binder rows, measured in the VM.
+bench-vm: build
+	hack/vm-deps
+	$(GO) build -tags "$(TAGS)" -o bin/workcell-bench ./integration/bench
+	bin/workcell-bench -rows binder
 
 # Static linux/arm64 binaries (with seccomp), cross-compiled here.
 arm64:
