@@ -13,6 +13,22 @@ import (
 // the profile's binder.json. Everything it does not name is denied.
 type BinderPolicy struct {
 	Services []BinderService `json:"services"`
+	// Exports are the profile's own services that host processes may use;
+	// host processes see no other.
+	Exports []BinderExport `json:"exports,omitempty"`
+}
+
+// BinderExport lets host processes use one work service: while a work app
+// has it registered, the host's service manager has a proxy of it under
+// HostName, which lets through only the listed codes on Descriptor.
+type BinderExport struct {
+	// Name is the work service, by its name in the profile's context.
+	Name string `json:"name"`
+	// HostName is its name in the host's service manager (default: Name).
+	HostName   string   `json:"host_name,omitempty"`
+	Descriptor string   `json:"descriptor"`
+	Codes      []string `json:"codes"`
+	AllowFDs   bool     `json:"allow_fds,omitempty"`
 }
 
 // BinderService allows one host service, by its name in the host's service
@@ -63,8 +79,11 @@ type Binder struct {
 	// context; they stay inside the profile.
 	Services []string `json:"services"`
 	// Host are the host services the policy allows, with their codes.
-	Host   []BinderHostService `json:"host"`
-	Policy BinderPolicy        `json:"policy"`
+	Host []BinderHostService `json:"host"`
+	// Exported are the exported work services registered in the host's
+	// service manager now (by their work names).
+	Exported []string     `json:"exported,omitempty"`
+	Policy   BinderPolicy `json:"policy"`
 }
 
 // Binder returns a profile's binder context: its own services and the host

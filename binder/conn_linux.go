@@ -567,6 +567,11 @@ func (c *Conn) putThread(t *thread) {
 }
 
 func (t *thread) appendTransaction(cmd uint32, target, cookie uint64, code, flags uint32, p *Parcel) {
+	t.closeFD = append(t.closeFD, p.owned...)
+	p, buffersSize, sg := wireParcel(p)
+	if sg {
+		cmd = sgCommand(cmd)
+	}
 	var buf, offs uint64
 	if len(p.data) > 0 {
 		buf = uint64(uintptr(unsafe.Pointer(&p.data[0])))
@@ -575,7 +580,6 @@ func (t *thread) appendTransaction(cmd uint32, target, cookie uint64, code, flag
 		offs = uint64(uintptr(unsafe.Pointer(&p.offsets[0])))
 	}
 	t.keep = append(t.keep, p)
-	t.closeFD = append(t.closeFD, p.owned...)
 	b := ne.AppendUint32(t.out, cmd)
 	b = ne.AppendUint64(b, target)
 	b = ne.AppendUint64(b, cookie)
@@ -586,7 +590,11 @@ func (t *thread) appendTransaction(cmd uint32, target, cookie uint64, code, flag
 	b = ne.AppendUint64(b, uint64(len(p.data)))
 	b = ne.AppendUint64(b, uint64(len(p.offsets)*8))
 	b = ne.AppendUint64(b, buf)
-	t.out = ne.AppendUint64(b, offs)
+	b = ne.AppendUint64(b, offs)
+	if sg { // binder_transaction_data_sg
+		b = ne.AppendUint64(b, buffersSize)
+	}
+	t.out = b
 }
 
 // appendStatusReply sends a status_t as the reply (TF_STATUS_CODE).
@@ -848,8 +856,12 @@ func (t *thread) receive(tr transactionData) (*Parcel, error) {
 		offs[i] = ne.Uint64(rawOffs[8*i:])
 	}
 	p, err := ParseParcel(c.rel, append([]byte(nil), data...), offs)
+	if err == nil && p.hasSG() {
+		err = t.receiveSG(p)
+	}
 	if err != nil {
-		// fds the driver installed for us would leak
+		// fds the driver installed for us would leak; those of fd arrays
+		// are closed by the driver when it frees the buffer
 		closeReceivedFDs(data, offs)
 		t.freeBuffer(tr.Buffer, nil)
 		return nil, err

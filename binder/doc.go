@@ -7,6 +7,10 @@
 // checked before use: object offsets must be inside the data, 4-aligned,
 // ascending and non-overlapping, and plain reads may not cover an object.
 // The reader never panics on hostile bytes (FuzzParcelReader).
+// Scatter-gather buffers and fd arrays (BINDER_TYPE_PTR, BINDER_TYPE_FDA)
+// follow libhwbinder's layout (WriteBuffer, WriteEmbeddedBuffer,
+// WriteFDArray); their parents and offsets are checked against the
+// driver's fixup rules on both writing and parsing (parcel_sg.go).
 //
 // The driver layer (Conn) opens a device, checks protocol version 8, maps
 // the receive buffer read-only, and talks BINDER_WRITE_READ from goroutines

@@ -2,6 +2,7 @@ package binder
 
 import (
 	"encoding/binary"
+	"errors"
 	"testing"
 )
 
@@ -34,6 +35,17 @@ func FuzzParcelReader(f *testing.F) {
 		f.Add(fuzzInput(rel, r))
 
 		f.Add(fuzzInput(rel, SecurityReply(rel, "denied")))
+
+		// Scatter-gather: a parent with an embedded buffer and an fd array.
+		sg := NewParcel(rel)
+		sg.WriteInt32(1)
+		h, _ := sg.WriteBuffer(make([]byte, 32))
+		sg.WriteEmbeddedBuffer([]byte("child"), h, 0)
+		sg.WriteFDArray([]int{3, 4}, h, 16, false)
+		c, _ := sg.WriteBuffer(nil)
+		sg.WriteEmbeddedBuffer([]byte{1}, c, 0) // refused (empty parent): not written
+		sg.WriteFD(5, false)
+		f.Add(fuzzInput(rel, sg))
 	}
 	f.Add([]byte{10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0xff, 0xff, 12, 0, 0, 0})
 
@@ -56,6 +68,13 @@ func FuzzParcelReader(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// Buffer contents as a receive mapping of zeros would give them.
+		_ = p.loadBuffers(func(addr, n uint64) ([]byte, error) {
+			if n > 1<<16 {
+				return nil, errors.New("outside the mapping")
+			}
+			return make([]byte, n), nil
+		})
 		// Every reader from every position: errors are fine, panics are not.
 		readers := []func() error{
 			func() error { _, err := p.ReadInt32(); return err },
@@ -67,6 +86,9 @@ func FuzzParcelReader(f *testing.F) {
 			func() error { _, err := p.ReadBinder(); return err },
 			func() error { _, err := p.ReadFD(); return err },
 			func() error { return p.ReadException() },
+			func() error { _, _, err := p.ReadBuffer(); return err },
+			func() error { _, _, err := p.ReadEmbeddedBuffer(0, 0); return err },
+			func() error { _, err := p.ReadFDArray(0, 16); return err },
 		}
 		for start := 0; start < len(data); start += 4 {
 			for _, read := range readers {
@@ -80,5 +102,10 @@ func FuzzParcelReader(f *testing.F) {
 			}
 		}
 		_ = p.Objects()
+		_ = p.Buffers()
+		_ = receivedFDs(p)
+		_, _ = rewriteObjects(p, func(o Object) (flatObject, error) {
+			return flatObject{Type: o.Type, Flags: o.Flags, Binder: o.Binder, Cookie: o.Cookie}, nil
+		})
 	})
 }

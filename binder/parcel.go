@@ -33,6 +33,9 @@ type Parcel struct {
 	pos     int
 	// fds written with takeOwnership, closed by the driver layer once sent.
 	owned []int
+	// contents of the scatter-gather buffer objects, by object index
+	// (parcel_sg.go); nil when the parcel has none or they were not loaded.
+	bufs map[int][]byte
 }
 
 // NewParcel returns an empty parcel in the format of rel.
@@ -74,7 +77,11 @@ func ParseParcel(rel Release, data []byte, offsets []uint64) (*Parcel, error) {
 		}
 		end = off + uint64(size)
 	}
-	return &Parcel{rel: rel, data: data, offsets: offsets}, nil
+	p := &Parcel{rel: rel, data: data, offsets: offsets}
+	if err := p.validateSG(); err != nil {
+		return nil, fmt.Errorf("binder: parse parcel: %w", err)
+	}
+	return p, nil
 }
 
 // Release is the format the parcel follows.

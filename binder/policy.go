@@ -13,6 +13,8 @@ import (
 // Proxy, and how. Everything it does not name is denied.
 type ProxyPolicy struct {
 	Services []ServicePolicy
+	// Exports are the work services host processes may use (exports.go).
+	Exports []ExportPolicy
 }
 
 // ServicePolicy allows one host service, by its name in the host's service
@@ -87,7 +89,7 @@ func (pp ProxyPolicy) Validate() error {
 			}
 		}
 	}
-	return nil
+	return pp.validateExports()
 }
 
 // service returns the policy of a service name, or nil.
@@ -195,18 +197,39 @@ type errObjectRefused struct{ reason string }
 func (e errObjectRefused) Error() string { return e.reason }
 
 // rewriteObjects returns a copy of p in which fn has replaced every binder
-// object. Only flat objects (binders, handles, fds) can be rewritten:
-// scatter-gather buffers and fd arrays are refused. The bytes around the
-// objects, such as the stability words after binders, are kept as they are.
+// object. Only flat objects (binders, handles, fds) are given to fn. Each fd
+// of an fd array is given to fn as a TypeFD object, so an fd array is
+// allowed or refused like fds, and the fds fn returns are stored back in
+// the array's parent buffer. Buffer objects are copied with their contents
+// and layout: the driver layer sends them again as scatter-gather buffers.
+// The bytes around the objects, such as the stability words after binders,
+// are kept as they are. The fds of the result are owned by it (closed once
+// sent).
 func rewriteObjects(p *Parcel, fn func(o Object) (flatObject, error)) (*Parcel, error) {
 	out := &Parcel{rel: p.rel, data: append([]byte(nil), p.data...)}
 	if len(p.offsets) > 0 {
 		out.offsets = append([]uint64(nil), p.offsets...)
 	}
-	for _, off := range p.offsets {
+	if p.bufs != nil {
+		out.bufs = make(map[int][]byte, len(p.bufs))
+		for i, b := range p.bufs {
+			out.bufs[i] = append(make([]byte, 0, len(b)), b...)
+		}
+	}
+	for i, off := range p.offsets {
 		typ := ne.Uint32(p.data[off:])
 		switch typ {
 		case TypeBinder, TypeHandle, TypeFD, TypeWeakBinder, TypeWeakHandle:
+		case TypePtr:
+			if _, ok := out.bufs[i]; !ok {
+				return nil, errObjectRefused{fmt.Sprintf("buffer object %d cannot be proxied without its contents", i)}
+			}
+			continue
+		case TypeFDA:
+			if err := rewriteFDArray(out, i, fn); err != nil {
+				return nil, err
+			}
+			continue
 		default:
 			return nil, errObjectRefused{fmt.Sprintf("object type %#x cannot be proxied", typ)}
 		}
@@ -228,8 +251,31 @@ func rewriteObjects(p *Parcel, fn func(o Object) (flatObject, error)) (*Parcel, 
 	return out, nil
 }
 
-// receivedFDs lists the fds in a received parcel: they belong to this
-// process.
+// rewriteFDArray passes each fd of fd array i of out to fn as a TypeFD
+// object and stores the fd it returns in the array's parent buffer.
+func rewriteFDArray(out *Parcel, i int, fn func(o Object) (flatObject, error)) error {
+	fa := out.fdArrayObjectAt(i)
+	buf, ok := out.bufs[int(fa.Parent)]
+	if !ok {
+		return errObjectRefused{fmt.Sprintf("fd array %d without its parent buffer", i)}
+	}
+	for k := uint64(0); k < fa.NumFDs; k++ { // ParseParcel bounded NumFDs by the parent
+		at := fa.ParentOffset + 4*k
+		fo, err := fn(Object{Type: TypeFD, Binder: uint64(ne.Uint32(buf[at:]))})
+		if err != nil {
+			return err
+		}
+		if fo.Type != TypeFD {
+			return fmt.Errorf("binder: fd %d of fd array %d rewritten as object type %#x", k, i, fo.Type)
+		}
+		ne.PutUint32(buf[at:], uint32(fo.Binder))
+		out.owned = append(out.owned, int(int32(uint32(fo.Binder))))
+	}
+	return nil
+}
+
+// receivedFDs lists the fds in a received parcel, plain and in fd arrays:
+// they belong to this process.
 func receivedFDs(p *Parcel) []int {
 	var fds []int
 	for _, o := range p.Objects() {
@@ -237,7 +283,7 @@ func receivedFDs(p *Parcel) []int {
 			fds = append(fds, o.FD())
 		}
 	}
-	return fds
+	return append(fds, p.fdArrayFDs()...)
 }
 
 // refusal extracts the audit reason of a refused object.

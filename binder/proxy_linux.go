@@ -28,10 +28,13 @@ import (
 // gets a SecurityException reply and an audit record.
 //
 // When a host service dies, its nodes answer DEAD_OBJECT and the next
-// lookup asks the host again. Work apps' death recipients do not fire:
-// the driver sends death notices only when the process owning a node goes
-// away, and all the proxy's nodes belong to workcelld, which cannot hand
-// nodes of a second connection to its own context manager either.
+// lookup asks the host again. Run in the context manager's own process,
+// work apps' death recipients do not fire: the driver sends death notices
+// only when the process owning a node goes away, and a process cannot hand
+// nodes of a second connection to its own context manager either. This is
+// why workcelld runs each proxied service's Proxy in a node helper process
+// of its own (NodeHelpers, nodehelper_linux.go), which exits when the
+// host service dies.
 type Proxy struct {
 	host   *Conn
 	work   *Conn
@@ -51,6 +54,11 @@ type proxyOptions struct {
 	audit        *AuditLog
 	auditAllowed bool
 	log          *slog.Logger
+	// export runs the proxy the other way round (exports, nodehelper_linux.go):
+	// its "host" is the profile's context and its "work" the host's, which
+	// only changes the directions audit records name.
+	export  bool
+	onDeath func(name string)
 }
 
 // ProxyOption configures NewProxy.
@@ -71,6 +79,21 @@ func WithAudit(a *AuditLog, allowed bool) ProxyOption {
 		o.audit, o.auditAllowed = a, allowed
 		return nil
 	}
+}
+
+// WithServiceDeath calls fn (on a looper of the host connection) when a
+// proxied host service dies.
+func WithServiceDeath(fn func(name string)) ProxyOption {
+	return func(o *proxyOptions) error { o.onDeath = fn; return nil }
+}
+
+// directions are the audit directions of a call on a proxied service and
+// of a call back on a binder passed to it.
+func (o *proxyOptions) directions() (call, callback string) {
+	if o.export {
+		return DirectionHostToWork, DirectionWorkToHost
+	}
+	return DirectionWorkToHost, DirectionHostToWork
 }
 
 // WithProxyLogger sets where the proxy reports what it cannot answer as a
@@ -155,6 +178,9 @@ func (p *Proxy) hostDied(e *proxied) {
 	}
 	p.mu.Unlock()
 	p.o.log.Info("binder proxy: host service died", "service", e.pol.Name)
+	if p.o.onDeath != nil {
+		p.o.onDeath(e.pol.Name)
+	}
 }
 
 // Close stops proxying: every proxied service answers DEAD_OBJECT from now
@@ -256,7 +282,8 @@ func forwardErr(err error) error {
 }
 
 func (e *proxied) callHost(ctx context.Context, t *Transaction, target uint32, root bool) (*Parcel, error) {
-	rec := AuditRecord{Service: e.pol.Name, Direction: DirectionWorkToHost, Code: t.Code, SenderPID: t.SenderPID}
+	dir, _ := e.p.o.directions()
+	rec := AuditRecord{Service: e.pol.Name, Direction: dir, Code: t.Code, SenderPID: t.SenderPID}
 	if e.dead.Load() {
 		closeFDs(receivedFDs(t.Data))
 		return nil, StatusDeadObject
@@ -309,7 +336,8 @@ func (e *proxied) callHost(ctx context.Context, t *Transaction, target uint32, r
 }
 
 func (e *proxied) callWork(ctx context.Context, t *Transaction, target uint32) (*Parcel, error) {
-	rec := AuditRecord{Service: e.pol.Name, Direction: DirectionHostToWork, Code: t.Code, SenderPID: t.SenderPID}
+	_, dir := e.p.o.directions()
+	rec := AuditRecord{Service: e.pol.Name, Direction: dir, Code: t.Code, SenderPID: t.SenderPID}
 	if e.dead.Load() {
 		closeFDs(receivedFDs(t.Data))
 		return nil, StatusDeadObject

@@ -29,6 +29,29 @@ type Resolver interface {
 	Names() []string
 }
 
+// A RegisteringResolver has the nodes of its names live in processes of
+// their own (NodeHelpers): on a lookup it makes the process for the name
+// register its node with the manager, which then answers with that
+// registration like with any other; when the process dies, the driver
+// tells every holder of the node, and the manager forgets it.
+type RegisteringResolver interface {
+	Resolver
+	// Await makes the name's process register, unless it did, and reports
+	// whether it has.
+	Await(ctx context.Context, name string) bool
+	// Registrant says whether the process pid may register name, which is
+	// one of Names.
+	Registrant(name string, pid int32) bool
+	// Registered tells that pid's registration of name is in place.
+	Registered(name string, pid int32)
+}
+
+// A RegistrationWatcher hears of every service an app of the context
+// registers (for exports); ServiceAdded must not block.
+type RegistrationWatcher interface {
+	ServiceAdded(name string)
+}
+
 // ServiceManager serves the service manager protocol of a release as the
 // context manager of a connection: a registry of the services that the
 // context's apps add, which stay in the context, and a Resolver for the
@@ -102,10 +125,16 @@ func (sm *ServiceManager) AddLocal(name string, n *Node) error {
 // Services lists the names registered in the context, sorted.
 func (sm *ServiceManager) Services() []string {
 	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	names := make([]string, 0, len(sm.services))
+	all := make([]string, 0, len(sm.services))
 	for n := range sm.services {
-		names = append(names, n)
+		all = append(all, n)
+	}
+	sm.mu.Unlock()
+	names := all[:0]
+	for _, n := range all {
+		if !sm.reserved(n) { // a proxy helper's registration
+			names = append(names, n)
+		}
 	}
 	slices.Sort(names)
 	return names
@@ -224,6 +253,15 @@ func (sm *ServiceManager) lookup(ctx context.Context, name string) (Object, bool
 	if sm.resolver == nil {
 		return Object{}, false
 	}
+	if rr, ok := sm.resolver.(RegisteringResolver); ok {
+		if !rr.Await(ctx, name) {
+			return Object{}, false
+		}
+		sm.mu.Lock()
+		s, ok := sm.services[name]
+		sm.mu.Unlock()
+		return s.obj, ok
+	}
 	n, ok := sm.resolver.Resolve(ctx, name)
 	if !ok {
 		return Object{}, false
@@ -262,7 +300,7 @@ func (sm *ServiceManager) add(ctx context.Context, t *Transaction) (*Parcel, err
 		return sm.exception(ExIllegalArgument, "invalid service name")
 	case obj.IsNull():
 		return sm.exception(ExIllegalArgument, "null service")
-	case sm.reserved(name):
+	case sm.reserved(name) && !sm.registrant(name, obj, t.SenderPID):
 		sm.log.Info("service manager refused a name reserved for the host", "name", name, "pid", t.SenderPID)
 		return sm.exception(ExSecurity, "name reserved for a host service")
 	}
@@ -276,6 +314,11 @@ func (sm *ServiceManager) add(ctx context.Context, t *Transaction) (*Parcel, err
 	sm.mu.Lock()
 	sm.services[name] = smService{obj: obj, dumpPriority: prio}
 	sm.mu.Unlock()
+	if rr, ok := sm.resolver.(RegisteringResolver); ok && sm.reserved(name) {
+		rr.Registered(name, t.SenderPID)
+	} else if w, ok := sm.resolver.(RegistrationWatcher); ok {
+		w.ServiceAdded(name)
+	}
 	r := NewParcel(sm.rel)
 	if sm.rel == Android10 {
 		r.WriteInt32(0)
@@ -283,6 +326,13 @@ func (sm *ServiceManager) add(ctx context.Context, t *Transaction) (*Parcel, err
 		r.WriteNoException()
 	}
 	return r, nil
+}
+
+// registrant says whether a reserved name's registration comes from the
+// process its RegisteringResolver runs for it.
+func (sm *ServiceManager) registrant(name string, obj Object, pid int32) bool {
+	rr, ok := sm.resolver.(RegisteringResolver)
+	return ok && obj.Type == TypeHandle && rr.Registrant(name, pid)
 }
 
 // died forgets the services of a dead handle, as servicemanager does.

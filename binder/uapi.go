@@ -23,6 +23,10 @@ const (
 	FlagTxnSecurityCtx uint32 = 0x1000
 )
 
+// FlagBufferHasParent is BINDER_BUFFER_FLAG_HAS_PARENT: a buffer object
+// whose address the driver writes into its parent buffer.
+const FlagBufferHasParent uint32 = 0x01
+
 // Transaction flags (enum transaction_flags).
 const (
 	FlagOneWay     uint32 = 0x01

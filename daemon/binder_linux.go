@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,9 +31,14 @@ import (
 // made in binderfs (<run-dir>/binderfs/wc-<profile>) where the kernel has
 // it, else the first free device of the config's binder_devices. workcelld
 // is that context's manager (binder.ServiceManager), and its resolver is a
-// binder.Proxy to the host's context (binder_host_device) that lets through
-// only what the profile's policy allows. The container sees the device as
-// /dev/binder.
+// binder.NodeHelpers: each host service (binder_host_device) the profile's
+// policy allows is proxied by a helper process (workcelld re-executed as
+// `workcelld binder-node`) that owns its node in the profile's context,
+// lets through only what the policy allows, and exits when the host
+// service dies, so that work apps' death recipients fire. Each work
+// service the policy exports gets a helper too, which registers a proxy of
+// it in the host's service manager while the work service lives. The
+// container sees the device as /dev/binder.
 //
 // The policy lives in profiles/<name>/binder.json (api.BinderPolicy,
 // written atomically; absent means no host service), the proxy's audit
@@ -81,15 +87,19 @@ type binderCtx struct {
 	wg       sync.WaitGroup
 }
 
-// policyResolver is the service manager's resolver: the proxy of the
-// current policy, replaced whole when the policy changes, so that a
+// policyResolver is the service manager's resolver: the node helpers of
+// the current policy, replaced whole when the policy changes, so that a
 // running profile keeps its context.
-type policyResolver struct{ p atomic.Pointer[binder.Proxy] }
+type policyResolver struct {
+	p atomic.Pointer[binder.NodeHelpers]
+}
+
+var (
+	_ binder.RegisteringResolver = (*policyResolver)(nil)
+	_ binder.RegistrationWatcher = (*policyResolver)(nil)
+)
 
 func (r *policyResolver) Resolve(ctx context.Context, name string) (*binder.Node, bool) {
-	if p := r.p.Load(); p != nil {
-		return p.Resolve(ctx, name)
-	}
 	return nil, false
 }
 
@@ -98,6 +108,47 @@ func (r *policyResolver) Names() []string {
 		return p.Names()
 	}
 	return nil
+}
+
+func (r *policyResolver) Await(ctx context.Context, name string) bool {
+	if p := r.p.Load(); p != nil {
+		return p.Await(ctx, name)
+	}
+	return false
+}
+
+func (r *policyResolver) Registrant(name string, pid int32) bool {
+	if p := r.p.Load(); p != nil {
+		return p.Registrant(name, pid)
+	}
+	return false
+}
+
+func (r *policyResolver) Registered(name string, pid int32) {
+	if p := r.p.Load(); p != nil {
+		p.Registered(name, pid)
+	}
+}
+
+func (r *policyResolver) ServiceAdded(name string) {
+	if p := r.p.Load(); p != nil {
+		p.ServiceAdded(name)
+	}
+}
+
+// BinderNodeCommand is workcelld's hidden subcommand that runs one binder
+// node helper (binder.RunNodeHelper); RunBinderNode is its body.
+const BinderNodeCommand = "binder-node"
+
+// RunBinderNode runs a binder node helper and returns its exit code.
+func RunBinderNode() int { return binder.RunNodeHelper(os.Stdin, os.Stdout, os.Stderr) }
+
+// binderNodeCommand returns the command of a node helper: this program
+// again, with an empty environment.
+var binderNodeCommand = func() *exec.Cmd {
+	cmd := exec.Command("/proc/self/exe", BinderNodeCommand)
+	cmd.Env = []string{}
+	return cmd
 }
 
 // binderState is <state-dir>/binder.json: device -> profile.
@@ -285,7 +336,7 @@ func (d *Daemon) binderOpen(ctx context.Context, name, dev string) (err error) {
 				log.Warn("binder host connection stopped", "err", err)
 			}
 		})
-		if err := bc.setPolicy(name, pol, d.cfg.BinderAuditAllowed, log); err != nil {
+		if err := bc.setPolicy(name, d.cfg.BinderHostDevice, rel, pol, d.cfg.BinderAuditAllowed, log); err != nil {
 			return err
 		}
 	}
@@ -318,27 +369,34 @@ func (d *Daemon) binderOpen(ctx context.Context, name, dev string) (err error) {
 	return nil
 }
 
-// setPolicy makes a proxy for pol and puts it in place of the old one,
-// whose proxied services answer DEAD_OBJECT from then on.
-func (bc *binderCtx) setPolicy(name string, pol binder.ProxyPolicy, auditAllowed bool, log *slog.Logger) error {
+// setPolicy makes node helpers for pol and puts them in place of the old
+// ones, whose helpers stop: their proxied services die (work apps get
+// death notices) and their exports leave the host's service manager. The
+// work services registered now are exported again as pol says.
+func (bc *binderCtx) setPolicy(name, hostDevice string, rel binder.Release, pol binder.ProxyPolicy, auditAllowed bool, log *slog.Logger) error {
 	if bc.host == nil {
 		return nil
 	}
-	px, err := binder.NewProxy(bc.host, bc.work, pol, binder.WithProfile(name),
-		binder.WithAudit(bc.auditLog, auditAllowed), binder.WithProxyLogger(log))
+	nh, err := binder.NewNodeHelpers(rel, hostDevice, bc.device, name, pol, binderNodeCommand,
+		bc.auditLog, auditAllowed, log)
 	if err != nil {
 		return err
 	}
-	if old := bc.res.p.Swap(px); old != nil {
+	if old := bc.res.p.Swap(nh); old != nil {
 		old.Close()
+	}
+	if bc.sm != nil {
+		for _, s := range bc.sm.Services() {
+			nh.ServiceAdded(s)
+		}
 	}
 	return nil
 }
 
 func (bc *binderCtx) close() {
 	bc.cancel()
-	if px := bc.res.p.Swap(nil); px != nil {
-		px.Close()
+	if nh := bc.res.p.Swap(nil); nh != nil {
+		nh.Close()
 	}
 	// Closing the connections ends their loopers; the driver then drops
 	// this process as the context's manager.
@@ -489,6 +547,9 @@ func (d *Daemon) binderLocked(ctx context.Context, name string) (api.Binder, err
 		out.Active, out.Device, out.Release = true, bc.device, rel.String()
 		out.Services = bc.sm.Services()
 		host = bc.host
+		if nh := bc.res.p.Load(); nh != nil {
+			out.Exported = nh.Exports()
+		}
 	} else {
 		out.Note = note
 		if note == "" {
@@ -550,15 +611,15 @@ func (d *Daemon) SetBinderPolicy(ctx context.Context, name string, w api.BinderP
 	}
 	b := &d.bnd
 	b.mu.Lock()
-	bc := b.ctxs[name]
+	bc, rel := b.ctxs[name], b.rel
 	b.mu.Unlock()
 	if bc != nil {
 		log := d.binderLog().With("profile", name)
-		if err := bc.setPolicy(name, pol, d.cfg.BinderAuditAllowed, log); err != nil {
+		if err := bc.setPolicy(name, d.cfg.BinderHostDevice, rel, pol, d.cfg.BinderAuditAllowed, log); err != nil {
 			return api.Binder{}, fmt.Errorf("apply binder policy of %s: %w", name, err)
 		}
 	}
-	d.binderLog().Info("binder policy changed", "profile", name, "services", len(w.Services), "live", bc != nil)
+	d.binderLog().Info("binder policy changed", "profile", name, "services", len(w.Services), "exports", len(w.Exports), "live", bc != nil)
 	return d.binderLocked(ctx, name)
 }
 
@@ -595,6 +656,24 @@ func binderFromWire(w api.BinderPolicy) (binder.ProxyPolicy, error) {
 			sp.Objects = append(sp.Objects, binder.InterfacePolicy{Descriptor: o.Descriptor, Codes: oc})
 		}
 		pol.Services = append(pol.Services, sp)
+	}
+	for i, e := range w.Exports {
+		at := fmt.Sprintf("exports[%d]", i)
+		if e.Name == "" {
+			return bad("%s.name: required", at)
+		}
+		if e.Descriptor == "" {
+			return bad("%s (%s).descriptor: required", at, e.Name)
+		}
+		if len(e.Codes) == 0 {
+			return bad("%s (%s).codes: at least one code is required", at, e.Name)
+		}
+		codes, err := parseCodes(e.Codes)
+		if err != nil {
+			return bad("%s (%s).codes: %v", at, e.Name, err)
+		}
+		pol.Exports = append(pol.Exports, binder.ExportPolicy{Name: e.Name, HostName: e.HostName,
+			Descriptor: e.Descriptor, Codes: codes, AllowFDs: e.AllowFDs})
 	}
 	if err := pol.Validate(); err != nil {
 		return bad("%s", strings.TrimPrefix(err.Error(), "binder: "))

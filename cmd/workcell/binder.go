@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -38,11 +40,17 @@ func binderCommands() []*cli.Command {
 					"allows codes on binders of that interface the service hands out. Everything not\n" +
 					"allowed is denied with a SecurityException and an audit record. The policy is\n" +
 					"replaced whole: `binder set work --none` allows nothing.\n\n" +
-					"   workcell binder set work --allow media.player=android.media.IMediaPlayerService:1-3,7",
+					"   workcell binder set work --allow media.player=android.media.IMediaPlayerService:1-3,7\n\n" +
+					"Each --export lets host processes use one of the profile's own services:\n\n" +
+					"   --export SERVICE[@HOSTNAME]=DESCRIPTOR:CODES[:fds]\n\n" +
+					"While a work app has SERVICE registered, the host's service manager has it as HOSTNAME\n" +
+					"(default: SERVICE), letting through only CODES on DESCRIPTOR. Host processes see no\n" +
+					"other work service.",
 				Flags: []cli.Flag{
 					&cli.GenericFlag{Name: "allow", Value: &repeated{}, Usage: "allowed host service `SERVICE=DESCRIPTOR:CODES[:fds]` (repeat for more)"},
 					&cli.GenericFlag{Name: "object", Value: &repeated{}, Usage: "allowed codes on binders a service hands out, `SERVICE=DESCRIPTOR:CODES` (repeat for more)"},
-					&cli.BoolFlag{Name: "none", Usage: "allow no host service at all"},
+					&cli.GenericFlag{Name: "export", Value: &repeated{}, Usage: "work service host processes may use, `SERVICE[@HOSTNAME]=DESCRIPTOR:CODES[:fds]` (repeat for more)"},
+					&cli.BoolFlag{Name: "none", Usage: "allow no host service and export nothing"},
 				},
 				Action: cmdBinderSet,
 			},
@@ -79,14 +87,18 @@ func cmdBinderSet(c *cli.Context) error {
 	}
 	allows := *c.Generic("allow").(*repeated)
 	objects := *c.Generic("object").(*repeated)
-	if len(allows) == 0 && !c.Bool("none") {
-		return usagef("binder set: give --allow SERVICE=DESCRIPTOR:CODES[:fds] (repeatable), or --none to allow no host service")
+	exports := *c.Generic("export").(*repeated)
+	if len(allows) == 0 && len(exports) == 0 && !c.Bool("none") {
+		return usagef("binder set: give --allow SERVICE=DESCRIPTOR:CODES[:fds] or --export SERVICE[@HOSTNAME]=DESCRIPTOR:CODES[:fds] (repeatable), or --none to allow nothing")
 	}
-	if len(allows) > 0 && c.Bool("none") {
-		return usagef("binder set: --none and --allow contradict each other")
+	if (len(allows) > 0 || len(exports) > 0) && c.Bool("none") {
+		return usagef("binder set: --none and --allow/--export contradict each other")
 	}
 	pol, err := parseBinderFlags(allows, objects)
 	if err != nil {
+		return err
+	}
+	if pol.Exports, err = parseExportFlags(exports); err != nil {
 		return err
 	}
 	b, err := client(c).SetBinderPolicy(c.Context, name, pol)
@@ -145,6 +157,29 @@ func parseBinderFlags(allows, objects []string) (api.BinderPolicy, error) {
 	return pol, nil
 }
 
+// parseExportFlags reads --export SERVICE[@HOSTNAME]=DESCRIPTOR:CODES[:fds].
+func parseExportFlags(exports []string) ([]api.BinderExport, error) {
+	var out []api.BinderExport
+	for _, v := range exports {
+		names, rest, ok := strings.Cut(v, "=")
+		parts := strings.Split(rest, ":")
+		fds := false
+		if len(parts) == 3 {
+			if parts[2] != "fds" {
+				return nil, usagef("--export %q: the part after CODES may only be \"fds\"", v)
+			}
+			fds, parts = true, parts[:2]
+		}
+		svc, hostName, _ := strings.Cut(names, "@")
+		if !ok || svc == "" || strings.HasSuffix(names, "@") || len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+			return nil, usagef("--export %q: want SERVICE[@HOSTNAME]=DESCRIPTOR:CODES[:fds]", v)
+		}
+		out = append(out, api.BinderExport{Name: svc, HostName: hostName, Descriptor: parts[0],
+			Codes: strings.Split(parts[1], ","), AllowFDs: fds})
+	}
+	return out, nil
+}
+
 func printBinder(c *cli.Context, b api.Binder) error {
 	if wantJSON(c) {
 		return printJSON(c, b)
@@ -162,6 +197,9 @@ func printBinder(c *cli.Context, b api.Binder) error {
 		own = "-"
 	}
 	fmt.Fprintf(w, "own services: %s\n", own)
+	if err := printExports(w, b); err != nil {
+		return err
+	}
 	if len(b.Host) == 0 {
 		fmt.Fprintln(w, "host services: none allowed")
 		return nil
@@ -182,6 +220,32 @@ func printBinder(c *cli.Context, b api.Binder) error {
 		for _, o := range s.Objects {
 			fmt.Fprintf(tw, "    (objects)\t%s\t%s\t\t\n", o.Descriptor, strings.Join(o.Codes, ","))
 		}
+	}
+	return tw.Flush()
+}
+
+// printExports lists the exports: the work service, its host name, codes,
+// fds, and whether the host's service manager has it now.
+func printExports(w io.Writer, b api.Binder) error {
+	if len(b.Policy.Exports) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "work services exported to the host:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  SERVICE\tHOST NAME\tDESCRIPTOR\tCODES\tFDS\tON HOST")
+	for _, e := range b.Policy.Exports {
+		host := e.HostName
+		if host == "" {
+			host = e.Name
+		}
+		fds := map[bool]string{true: "yes", false: "no"}[e.AllowFDs]
+		on := "no"
+		if !b.Active {
+			on = "-"
+		} else if slices.Contains(b.Exported, e.Name) {
+			on = "yes"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", e.Name, host, e.Descriptor, strings.Join(e.Codes, ","), fds, on)
 	}
 	return tw.Flush()
 }

@@ -42,3 +42,19 @@ func TestParseBinderFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestParseExportFlags(t *testing.T) {
+	got, err := parseExportFlags([]string{"work.echo=w.IEcho:1,3-4", "work.files@host.files=w.IFiles:2:fds"})
+	want := []api.BinderExport{
+		{Name: "work.echo", Descriptor: "w.IEcho", Codes: []string{"1", "3-4"}},
+		{Name: "work.files", HostName: "host.files", Descriptor: "w.IFiles", Codes: []string{"2"}, AllowFDs: true},
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("parseExportFlags = %+v, %v", got, err)
+	}
+	for _, bad := range []string{"work.echo", "work.echo@=d:1", "=d:1", "s=d", "s=d:1:x", "s=:1"} {
+		if _, err := parseExportFlags([]string{bad}); err == nil {
+			t.Errorf("parseExportFlags(%q) accepted it", bad)
+		}
+	}
+}

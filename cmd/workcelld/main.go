@@ -29,6 +29,11 @@ func main() {
 		libcontainer.Init()
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == daemon.BinderNodeCommand {
+		// Re-executed by the daemon: one binder node helper, hidden from
+		// the CLI (daemon/binder_linux.go).
+		os.Exit(daemon.RunBinderNode())
+	}
 	if err := app().Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "workcelld:", err)
 		os.Exit(1)

@@ -9,30 +9,42 @@ import (
 // proxy tests (binder/proxy_driver_linux_test.go) against the real driver:
 // a host context on /dev/binder with its own service manager and a Go echo
 // service in its own process, workcelld's service manager and proxy on
-// /dev/workbinder, and work apps calling through it. The guest prints the
-// proxy's cost beside the direct call (BINDER-BENCH lines), shown here.
+// /dev/workbinder, and work apps calling through it. The node helper
+// tests (binder/nodehelper_driver_linux_test.go) run the proxy as workcelld
+// does, one helper process per proxied service and per export: death
+// notices reaching work apps, and work services exported to the host. The
+// guest prints the proxy's cost beside the direct call (BINDER-BENCH
+// lines, and BINDER-BENCH-HELPER through a node helper), shown here.
 func TestBinderProxyInVM(t *testing.T) {
 	bin := buildStatic(t, "binder.test", false, "../../binder", "test", "-c", "-tags", "binderdriver")
 	res := boot(t, Program{
 		Name: "binderproxy",
 		Path: bin,
-		Args: []string{"-test.v", "-test.count=1", "-test.timeout=3m",
-			"-test.run", "^(TestServiceManagerProtocol|TestProxy)"},
+		Args: []string{"-test.v", "-test.count=1", "-test.timeout=4m",
+			"-test.run", "^(TestServiceManagerProtocol|TestProxy|TestNodeHelper|TestExport)"},
 		Env: []string{"WORKCELL_BINDER_DEVICE=/dev/workbinder", "WORKCELL_BINDER_HOST_DEVICE=/dev/binder"},
 	})
 	p := res.Programs[0]
 	requirePassed(t, p, "TestServiceManagerProtocol", "TestProxyAllowsAndDeniesByPolicy",
 		"TestProxyCallbackReachesWorkApp", "TestProxyFileDescriptors", "TestProxyHandsOutHostObjects",
 		"TestProxyHostDeathReachesWork", "TestProxyConcurrentCallers", "TestProxySurvivesHostileClient",
-		"TestProxyFigures")
-	var figures int
+		"TestProxyFigures", "TestNodeHelperDeathReachesWork", "TestNodeHelperPolicy", "TestExportToHost",
+		"TestNodeHelperFigures")
+	var figures, helper int
 	for _, line := range strings.Split(p.Output, "\n") {
 		if i := strings.Index(line, "BINDER-BENCH "); i >= 0 {
 			t.Log(strings.TrimSpace(line[i:]))
 			figures++
 		}
+		if i := strings.Index(line, "BINDER-BENCH-HELPER "); i >= 0 {
+			t.Log(strings.TrimSpace(line[i:]))
+			helper++
+		}
+		if i := strings.Index(line, "death notice reached"); i >= 0 {
+			t.Log(strings.TrimSpace(line[i:]))
+		}
 	}
-	if figures != 3 {
-		t.Errorf("guest printed %d BINDER-BENCH lines, want 3", figures)
+	if figures != 3 || helper != 1 {
+		t.Errorf("guest printed %d BINDER-BENCH and %d BINDER-BENCH-HELPER lines, want 3 and 1", figures, helper)
 	}
 }

@@ -28,6 +28,7 @@ waitfor() { # waitfor WHAT CMD...: up to 20 s
 echo "== host side: service manager and echo service on /dev/binder"
 $W/binderapp -d /dev/binder hostsm >/tmp/hostsm.log 2>&1 &
 $W/binderapp -d /dev/binder echo workcell.echo >/tmp/echo.log 2>&1 &
+echo_pid=$!
 waitfor "workcell.echo on the host" sh -c "$W/binderapp -d /dev/binder list | grep -qx workcell.echo" || rc=1
 
 echo "== workcelld"
@@ -73,7 +74,36 @@ if [ $rc -eq 0 ]; then
   run $W/workcell binder services work; expect_out "own services: work.private"
   run $W/binderapp -d /dev/binder list; expect_code 0
   grep -q work.private $out && { echo "FAIL: the host's context lists work.private"; rc=1; }
+  # A host service's death reaches a work app's death recipient, and the
+  # restarted service is found again.
+  run $W/workcell exec work -- sh -c "/workapp watch workcell.echo >/tmp/watch.out 2>&1 &"; expect_code 0
+  waitfor "the work app watches workcell.echo" sh -c "$W/workcell exec work -- cat /tmp/watch.out | grep -q watching" || rc=1
+  kill $echo_pid
+  waitfor "the death notice in the work app" sh -c "$W/workcell exec work -- cat /tmp/watch.out | grep -q 'dead: workcell.echo'" || rc=1
+  run $W/workcell exec work -- cat /tmp/watch.out; expect_out "dead: workcell.echo"
+  $W/binderapp -d /dev/binder echo workcell.echo >/tmp/echo2.log 2>&1 &
+  waitfor "workcell.echo back on the host" sh -c "$W/binderapp -d /dev/binder list | grep -qx workcell.echo" || rc=1
+  run $W/workcell exec work -- /workapp call workcell.echo 1 reborn; expect_code 0
+  expect_out "reply: reborn"
+  # Exports: work.exported is the host's work.shared, code 1 only;
+  # work.private stays invisible.
+  run $W/workcell binder set work --allow workcell.echo=workcell.IEcho:1-2 --export work.exported@work.shared=workcell.IEcho:1; expect_code 0
+  run $W/workcell exec work -- sh -c "/workapp echo work.exported >/dev/null 2>&1 &"; expect_code 0
+  waitfor "work.shared on the host" sh -c "$W/binderapp -d /dev/binder list | grep -qx work.shared" || rc=1
+  run $W/binderapp -d /dev/binder call work.shared 1 from-the-host; expect_code 0
+  expect_out "reply: from-the-host"
+  run $W/binderapp -d /dev/binder call work.shared 2 x; expect_code 3
+  expect_out "SecurityException"
+  run $W/workcell binder services work --audit --follow=false; expect_code 0
+  expect_out '"service":"work.exported","direction":"host-to-work".*"code":2,"verdict":"deny"'
+  run $W/workcell binder services work; expect_out "work.exported .*work.shared .*workcell.IEcho .*1 .*yes"
+  run $W/binderapp -d /dev/binder list; expect_code 0
+  grep -q -e work.private -e '^work.exported$' $out && { echo "FAIL: the host's context lists a work service by its own name"; rc=1; }
+  run $W/binderapp -d /dev/binder call work.private 1 x; expect_code 4
   run $W/workcell stop work; expect_code 0
+  waitfor "work.shared gone from the host" sh -c "! $W/binderapp -d /dev/binder list | grep -qx work.shared" || rc=1
+  run $W/binderapp -d /dev/binder list; expect_code 0
+  grep -q work.shared $out && { echo "FAIL: the export outlived the profile"; rc=1; }
 fi
 
 kill $wcd 2>/dev/null

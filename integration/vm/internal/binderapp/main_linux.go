@@ -39,7 +39,7 @@ func main() {
 	ctx := context.Background()
 	args := flag.Args()
 	if len(args) == 0 {
-		fail(errors.New("want hostsm, echo, list or call"))
+		fail(errors.New("want hostsm, echo, watch, list or call"))
 	}
 	c, err := binder.Open(ctx, *dev, rel, binder.WithMaxThreads(4))
 	if err != nil {
@@ -86,6 +86,29 @@ func main() {
 		}
 		fmt.Println("echo: registered", args[1], "on", *dev)
 		select {}
+	case args[0] == "watch" && len(args) == 2:
+		// Links to the death of a service and waits for the notice.
+		go func() { fail(c.Serve(ctx)) }()
+		h, ok, err := binder.CheckService(ctx, c, args[1])
+		if err != nil {
+			fail(err)
+		}
+		if !ok {
+			fmt.Println("not found:", args[1])
+			os.Exit(4)
+		}
+		dead := make(chan struct{})
+		if _, err := c.LinkToDeath(ctx, h, func() { close(dead) }); err != nil {
+			fail(err)
+		}
+		fmt.Println("watching", args[1])
+		select {
+		case <-dead:
+			fmt.Println("dead:", args[1])
+		case <-time.After(2 * time.Minute):
+			fmt.Println("no death notice:", args[1])
+			os.Exit(5)
+		}
 	case args[0] == "list" && len(args) == 1:
 		names, err := binder.ListServices(ctx, c)
 		if err != nil {
