@@ -33,6 +33,18 @@
 // objects wrapped both ways; fds only where allowed), answering a denied
 // call with a SecurityException and an AuditRecord.
 //
+// In workcelld each allowed host service is served by a node helper
+// (nodehelper_linux.go): workcelld re-executes itself as
+// `workcelld binder-node`, and that process runs the Proxy for the one
+// service as an ordinary client of both devices and registers its node
+// with the profile's service manager. It exits when the host service
+// dies, so the driver delivers the death to every work app linked to it
+// (the driver sends death notices only when a node's owning process goes,
+// and a process cannot call the context manager it owns). Exports
+// (exports.go) run the same helper the other way: a work service the
+// policy exports is registered in the host's service manager under a
+// proxy node that checks every host-to-work call.
+//
 // # Tests
 //
 // `go test ./binder/` runs the portable tests: UAPI sizes and numbers
