@@ -317,7 +317,7 @@ func (d *Daemon) binderOpen(ctx context.Context, name, dev string) (err error) {
 	if bc.work, err = binder.Open(ctx, dev, rel, binder.WithLogger(log)); err != nil {
 		return err
 	}
-	if bc.audit, err = openAuditFile(d.store.logs(name), d.cfg.LogMaxBytes); err != nil {
+	if bc.audit, err = openAuditFile(d.logsDir(name), d.cfg.LogMaxBytes); err != nil {
 		return err
 	}
 	bc.auditLog = binder.NewAuditLog(bc.audit)
@@ -885,6 +885,6 @@ func (s *Server) binderRoutes(h route) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		rc := http.NewResponseController(w)
 		w.WriteHeader(http.StatusOK)
-		return copyAudit(r.Context(), s.d.store.logs(name), follow, w, func() { _ = rc.Flush() })
+		return copyAudit(r.Context(), s.d.logsDir(name), follow, w, func() { _ = rc.Flush() })
 	})
 }

@@ -394,7 +394,7 @@ func (d *Daemon) StartWith(ctx context.Context, name string, req api.StartReques
 // concerns add their parts. The caller closes the log file.
 func (d *Daemon) containerSpec(p *profile) (sandbox.Spec, *os.File, error) {
 	name := p.rec.Name
-	logf, err := openConsole(d.store.logs(name))
+	logf, err := openConsole(d.logsDir(name))
 	if err != nil {
 		return sandbox.Spec{}, nil, err
 	}
@@ -591,7 +591,7 @@ func (d *Daemon) watch(p *profile, c *sandbox.Container) {
 	gen := p.gen
 	name := p.rec.Name
 	if p.logs == nil {
-		p.logs = newLogCapper(d.store.logs(name), d.cfg.LogMaxBytes, d.log)
+		p.logs = newLogCapper(d.logsDir(name), d.cfg.LogMaxBytes, d.log)
 	}
 	d.wg.Add(1)
 	go func() {

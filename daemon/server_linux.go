@@ -276,14 +276,18 @@ func writeError(w http.ResponseWriter, err error) {
 
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	if _, err := s.d.Profile(r.Context(), name); err != nil {
+	p, err := s.d.Profile(r.Context(), name)
+	if err != nil {
 		return err
+	}
+	if p.State == api.StateLocked && p.Encrypted {
+		return api.Errorf(api.ErrConflict, "profile %s is locked: its logs are encrypted with its data; unlock it first", name)
 	}
 	follow := r.URL.Query().Get("follow") == "true" || r.URL.Query().Get("follow") == "1"
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	rc := http.NewResponseController(w)
 	w.WriteHeader(http.StatusOK)
-	return copyLogs(r.Context(), s.d.store.logs(name), follow, w, func() { _ = rc.Flush() })
+	return copyLogs(r.Context(), s.d.logsDir(name), follow, w, func() { _ = rc.Flush() })
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {

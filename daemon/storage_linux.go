@@ -65,6 +65,17 @@ type profileStorage struct {
 }
 
 func (s *storage) dataDir(name string) string { return filepath.Join(s.dataRoot, name, dataDirName) }
+
+// logsDir is where a profile's console and audit logs go: inside its
+// encrypted data folder, because what work writes there is work data (it
+// is unreadable while locked and goes with a wipe); in the state folder
+// only with insecure storage.
+func (d *Daemon) logsDir(name string) string {
+	if d.stor == nil || d.stor.insecure {
+		return d.store.logs(name)
+	}
+	return filepath.Join(d.stor.dataDir(name), logsDir)
+}
 func (s *storage) keyFile(name string) string { return filepath.Join(s.keyRoot, name, wrappedKeyFile) }
 func (s *storage) rootfs(name string) string  { return filepath.Join(s.runRoot, name, "rootfs") }
 

@@ -37,7 +37,8 @@ func TestConsoleLogIsCapped(t *testing.T) {
 	// The init writes about 200 KB of numbered lines, then idles.
 	d.install("work", "sh", "-c", "trap 'exit 0' TERM; i=0; while [ $i -lt 20000 ]; do echo line-$i-padding; i=$((i+1)); done; echo done-writing; while :; do sleep 3600 & wait $!; done")
 	d.ok("start", "work")
-	logs := filepath.Join(d.state, "profiles", "work", "logs")
+	// The logs live in the profile's encrypted data folder.
+	logs := filepath.Join(d.state, "store", "work", "data", "logs")
 	waitFor(t, "the init to finish writing", func() bool {
 		b, _ := os.ReadFile(filepath.Join(logs, "console.log"))
 		old, _ := os.ReadFile(filepath.Join(logs, "console.log.1"))

@@ -178,6 +178,9 @@ func TestDataIsEncryptedAtRest(t *testing.T) {
 	}
 	d.ok("start", "work")
 	d.execOut("work", "mkdir /notes && for i in 1 2 3 4 5 6 7 8; do echo "+mark+" >> /notes/"+mark+".txt; done; sync")
+	// What work prints is work data too: the console log is encrypted.
+	d.execOut("work", "echo console-"+mark+" >> /proc/1/fd/1")
+	waitFor(t, "the console line", func() bool { return strings.Contains(d.ok("logs", "work"), "console-"+mark) })
 	if got := d.execOut("work", "head -n1 /notes/"+mark+".txt"); strings.TrimSpace(got) != mark {
 		t.Fatalf("read inside: %q", got)
 	}
@@ -214,9 +217,19 @@ func TestDataIsEncryptedAtRest(t *testing.T) {
 		}
 	}
 	d.fails(5, "unlock it first", "start", "work")
+	d.fails(5, "logs are encrypted", "logs", "work")
 
 	// At rest on the raw image: no plaintext, names or contents.
 	d.stopAndRelease()
+	// Nor anywhere in the state folder outside the store.
+	filepath.WalkDir(d.state, func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() && !strings.HasSuffix(p, ".img") {
+			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), mark) {
+				t.Errorf("work data in plaintext in the state folder: %s", p)
+			}
+		}
+		return nil
+	})
 	control := filepath.Join(t.TempDir(), "control")
 	os.WriteFile(control, []byte("xx"+mark+"yy"), 0o600)
 	if !imageHolds(t, control, mark) {
