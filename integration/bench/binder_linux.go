@@ -13,9 +13,10 @@ import (
 
 // The binder rows are measured in a qemu guest of integration/vm, the only
 // place here with a binder driver: internal/binderbench times calls to a
-// host service direct and through workcelld's policy proxy, alternating
-// them within each repetition, in one guest run. The peer is the direct
-// call. Needs the VM tools (hack/vm-deps) and the cached Debian kernel.
+// host service direct and through workcelld's policy proxy as deployed (the
+// service's node helper process, started by binder.NodeHelpers from the
+// profile's service manager), alternating them within each repetition, in
+// one guest run. The peer is the direct call. Needs the VM tools (hack/vm-deps) and the cached Debian kernel.
 func init() {
 	Register(Row{Section: "binder", Name: "binder-vm", Run: binderInVM})
 }
@@ -50,6 +51,12 @@ func binderInVM(ctx context.Context, b *Bench) ([]Line, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, f := range figs {
+		if f.Proxy != "node-helper" {
+			return nil, fmt.Errorf("guest binderbench: row %s proxied via %q, not the node helper", f.Row, f.Proxy)
+		}
+	}
+	const via = "proxied = work app -> the service's node helper process (binder.NodeHelpers, as workcelld runs it) -> host service"
 	env := fmt.Sprintf("guest %s, TCG, 1 vCPU", res.Kernel)
 	var lines []Line
 	for _, f := range figs {
@@ -61,13 +68,13 @@ func binderInVM(ctx context.Context, b *Bench) ([]Line, error) {
 			l.WorkcellP99, l.PeerP99 = Millis(ms(f.ProxiedP99)), Millis(ms(f.DirectP99))
 			l.Target = fmt.Sprintf("<= %.1fx direct", binderRoundTripTarget)
 			l.Over = f.Proxied > binderRoundTripTarget*f.Direct
-			l.Note = fmt.Sprintf("median of %d reps, each the median of %d calls alternating with the peer's; %s", f.Reps, f.N, env)
+			l.Note = fmt.Sprintf("%s; median of %d reps, each the median of %d calls alternating with the peer's; %s", via, f.Reps, f.N, env)
 		case "MiB/s":
 			size, _ := strings.CutPrefix(f.Row, "throughput-")
 			l.Name = "binder " + size + " parcels, proxied"
 			l.Workcell = Figure{Value: f.Proxied, Unit: f.Unit, Set: true}
 			l.Peer = Figure{Value: f.Direct, Unit: f.Unit, Set: true}
-			l.Note = fmt.Sprintf("higher is better; median of %d reps of %d parcels, alternating with the peer every 5", f.Reps, f.N)
+			l.Note = fmt.Sprintf("higher is better; proxied through the node helper; median of %d reps of %d parcels, alternating with the peer every 5", f.Reps, f.N)
 		default:
 			return lines, fmt.Errorf("guest binderbench: row %s in unknown unit %q", f.Row, f.Unit)
 		}

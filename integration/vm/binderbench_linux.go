@@ -14,9 +14,10 @@ import (
 // The binder proxy's figures measured in the guest, for `workcell-bench
 // -rows binder` (integration/bench/binder_linux.go) and
 // TestBinderBenchInVM: internal/binderbench runs the host's service
-// manager, a host echo service and workcelld's ServiceManager and Proxy on
-// the two binder devices, and times calls direct vs through the proxy in
-// the same run.
+// manager, a host echo service and workcelld's ServiceManager with
+// binder.NodeHelpers on the two binder devices, as workcelld deploys them,
+// and times calls direct vs through the echo service's node helper process
+// in the same run.
 
 // BinderBenchPackage is the guest program's package.
 const BinderBenchPackage = "github.com/workcell/workcell/integration/vm/internal/binderbench"
@@ -31,6 +32,9 @@ type BinderFigure struct {
 	// every call (ms); zero for throughput rows.
 	DirectP99, ProxiedP99 float64
 	Reps, N               int
+	// Proxy names the proxied path: "node-helper" (a binder.NodeHelpers
+	// helper process, as workcelld runs it).
+	Proxy string
 }
 
 // BinderBenchProgram builds the guest program statically into dir (from
@@ -63,7 +67,7 @@ func ParseBinderBench(out string) ([]BinderFigure, error) {
 			continue
 		}
 		f := fields(m[1])
-		fig := BinderFigure{Row: f["row"], Unit: f["unit"]}
+		fig := BinderFigure{Row: f["row"], Unit: f["unit"], Proxy: f["proxy"]}
 		var err error
 		num := func(k string, dst *float64) {
 			if v, ok := f[k]; ok && err == nil {

@@ -29,7 +29,7 @@ func TestBinderProxyInVM(t *testing.T) {
 		"TestProxyCallbackReachesWorkApp", "TestProxyFileDescriptors", "TestProxyHandsOutHostObjects",
 		"TestProxyHostDeathReachesWork", "TestProxyConcurrentCallers", "TestProxySurvivesHostileClient",
 		"TestProxyFigures", "TestNodeHelperDeathReachesWork", "TestNodeHelperPolicy", "TestExportToHost",
-		"TestNodeHelperFigures")
+		"TestNodeHelperFigures", "TestProxyScatterGatherBuffers", "TestProxyFDArrays")
 	var figures, helper int
 	for _, line := range strings.Split(p.Output, "\n") {
 		if i := strings.Index(line, "BINDER-BENCH "); i >= 0 {

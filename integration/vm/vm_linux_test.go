@@ -221,5 +221,8 @@ func TestBinderDriverInVM(t *testing.T) {
 		Env:  []string{"WORKCELL_BINDER_DEVICE=/dev/workbinder"},
 	})
 	requirePassed(t, res.Programs[0], "TestDriverSyncCalls", "TestDriverCallbackThroughPassedBinder",
-		"TestDriverPassesFileDescriptor", "TestDriverDeathNotificationWhenServerExits")
+		"TestDriverPassesFileDescriptor", "TestDriverDeathNotificationWhenServerExits",
+		"TestDriverScatterGatherTransaction", "TestDriverScatterGatherReply", "TestDriverFDArray",
+		"TestProxyScatterGatherBuffers", "TestProxyFDArrays",
+		"TestNodeHelperDeathReachesWork", "TestNodeHelperPolicy", "TestExportToHost", "TestNodeHelperFigures")
 }

@@ -1,20 +1,27 @@
 // Command binderbench runs in the integration/vm guest and measures what
-// workcelld's binder proxy costs, beside the direct call in the same run:
-// a small call's round trip, and 1 KiB and 64 KiB parcels sent to a host
-// service (an 8-byte reply), each direct on the host's device and through
-// the proxy from the profile's device. It prints one BINDER-BENCH line per
-// figure, medians of several repetitions, for `workcell-bench -rows binder`
-// (integration/bench/binder_linux.go) to put in its table:
+// workcelld's binder proxy costs as workcelld deploys it, beside the direct
+// call in the same run: a small call's round trip, and 1 KiB and 64 KiB
+// parcels sent to a host service (an 8-byte reply), each direct on the
+// host's device and, from the profile's device, through the service's node
+// helper (binder.NodeHelpers, nodehelper_linux.go). It prints one
+// BINDER-BENCH line per figure, medians of several repetitions, for
+// `workcell-bench -rows binder` (integration/bench/binder_linux.go) to put
+// in its table:
 //
-//	BINDER-BENCH row=roundtrip-small unit=ms direct=2.1 proxied=4.6 direct_p99=3.0 proxied_p99=6.2 reps=9 n=100
-//	BINDER-BENCH row=throughput-1KiB unit=MiB/s direct=0.4 proxied=0.3 reps=9 n=100
+//	BINDER-BENCH row=roundtrip-small unit=ms direct=2.1 proxied=4.6 direct_p99=3.0 proxied_p99=6.2 reps=9 n=100 proxy=node-helper
+//	BINDER-BENCH row=throughput-1KiB unit=MiB/s direct=0.4 proxied=0.3 reps=9 n=100 proxy=node-helper
 //
 // The parties are processes of their own, as the driver requires (it
 // refuses calls from a process to the context manager it owns): the host's
 // service manager on -host and an echo service registered there (both the
-// binder package's Go code), workcelld's side (ServiceManager and Proxy on
-// -work, allowing the echo service), and the measuring client, this
-// process. Built with CGO_ENABLED=0; it asserts nothing about timings.
+// binder package's Go code), workcelld's side (the profile's
+// ServiceManager on -work with NodeHelpers as its resolver, allowing the
+// echo service), the node helper that NodeHelpers starts for the echo
+// service on the first lookup (this program re-executed as
+// `binderbench binder-node`, the way workcelld runs `workcelld
+// binder-node`: /proc/self/exe, an empty environment, binder.RunNodeHelper
+// as its body), and the measuring client, this process. Built with
+// CGO_ENABLED=0; it asserts nothing about timings.
 package main
 
 import (
@@ -24,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
@@ -43,9 +51,17 @@ const (
 	codeEcho   = binder.FirstCallTransaction     // String16 -> the same
 	codeSink   = binder.FirstCallTransaction + 1 // byte array -> its length
 	rel        = binder.Android10
+	// nodeCommand is the node helper's subcommand, as workcelld's
+	// (daemon.BinderNodeCommand).
+	nodeCommand = "binder-node"
+	// proxyPath names the proxied path on every BINDER-BENCH line.
+	proxyPath = "node-helper"
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == nodeCommand {
+		os.Exit(binder.RunNodeHelper(os.Stdin, os.Stdout, os.Stderr))
+	}
 	var err error
 	switch role := os.Getenv(roleEnv); role {
 	case "":
@@ -100,7 +116,7 @@ func bench() error {
 	}
 	ph, ok, err := binder.CheckService(ctx, proxied, echoName)
 	if err != nil || !ok {
-		return fmt.Errorf("lookup of %s through the proxy: found %v, %v", echoName, ok, err)
+		return fmt.Errorf("lookup of %s through its node helper: found %v, %v", echoName, ok, err)
 	}
 	sides := []side{{"direct", direct, dh}, {"proxied", proxied, ph}}
 
@@ -153,11 +169,11 @@ func bench() error {
 			}
 		}
 	}
-	fmt.Printf("BINDER-BENCH row=roundtrip-small unit=ms direct=%.4f proxied=%.4f direct_p99=%.4f proxied_p99=%.4f reps=%d n=%d\n",
-		median(rtt[0]), median(rtt[1]), ms(p99(perCall[0])), ms(p99(perCall[1])), *reps, *small)
+	fmt.Printf("BINDER-BENCH row=roundtrip-small unit=ms direct=%.4f proxied=%.4f direct_p99=%.4f proxied_p99=%.4f reps=%d n=%d proxy=%s\n",
+		median(rtt[0]), median(rtt[1]), ms(p99(perCall[0])), ms(p99(perCall[1])), *reps, *small, proxyPath)
 	for k, sz := range sizes {
-		fmt.Printf("BINDER-BENCH row=throughput-%dKiB unit=MiB/s direct=%.4f proxied=%.4f reps=%d n=%d\n",
-			sz.bytes>>10, median(tput[k][0]), median(tput[k][1]), *reps, sz.n)
+		fmt.Printf("BINDER-BENCH row=throughput-%dKiB unit=MiB/s direct=%.4f proxied=%.4f reps=%d n=%d proxy=%s\n",
+			sz.bytes>>10, median(tput[k][0]), median(tput[k][1]), *reps, sz.n, proxyPath)
 	}
 	return nil
 }
@@ -336,15 +352,14 @@ func hostSM() error {
 	return manage(ctx, c, binder.NewServiceManager(c))
 }
 
+// workcelld is workcelld's side of a profile's context as the daemon runs
+// it (daemon/binder_linux.go): the profile's ServiceManager on the work
+// device, with NodeHelpers as its resolver, so that the first lookup of
+// the echo service starts its node helper, which serves the calls.
 func workcelld() error {
 	ctx := context.Background()
-	host, err := binder.Open(ctx, os.Getenv(hostEnv), rel, binder.WithMaxThreads(8))
-	if err != nil {
-		return err
-	}
-	defer host.Close()
-	go host.Serve(ctx)
-	work, err := binder.Open(ctx, os.Getenv(workEnv), rel, binder.WithMaxThreads(15))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	work, err := binder.Open(ctx, os.Getenv(workEnv), rel, binder.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -359,12 +374,20 @@ func workcelld() error {
 		return err
 	}
 	defer os.Remove(audit.Name())
-	p, err := binder.NewProxy(host, work, policy, binder.WithProfile("bench"), binder.WithAudit(binder.NewAuditLog(audit), false))
+	// The helper is this program again, as workcelld's is the daemon
+	// again (daemon's binderNodeCommand).
+	command := func() *exec.Cmd {
+		cmd := exec.Command("/proc/self/exe", nodeCommand)
+		cmd.Env = []string{}
+		return cmd
+	}
+	nh, err := binder.NewNodeHelpers(rel, os.Getenv(hostEnv), os.Getenv(workEnv), "bench", policy, command,
+		binder.NewAuditLog(audit), false, log)
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	return manage(ctx, work, binder.NewServiceManager(work, binder.WithResolver(p)))
+	defer nh.Close()
+	return manage(ctx, work, binder.NewServiceManager(work, binder.WithResolver(nh), binder.WithServiceManagerLogger(log)))
 }
 
 func echo() error {
