@@ -309,30 +309,7 @@ func (e *proxied) callHost(ctx context.Context, t *Transaction, target uint32, r
 			return e.deny(t, rec, reason)
 		}
 	}
-	out, err := rewriteObjects(t.Data, e.workToHost)
-	if err != nil {
-		if reason, ok := refusal(err); ok {
-			return e.deny(t, rec, reason)
-		}
-		closeFDs(receivedFDs(t.Data))
-		return nil, err
-	}
-	e.p.audit(rec, VerdictAllow, "")
-	reply, err := e.p.host.Transact(ctx, target, t.Code, out, t.Flags&FlagOneWay)
-	if err != nil {
-		return nil, forwardErr(err)
-	}
-	if t.OneWay() {
-		return nil, nil
-	}
-	r, err := rewriteObjects(reply, e.hostToWork)
-	if err != nil {
-		closeFDs(receivedFDs(reply))
-		reason, _ := refusal(err)
-		e.p.audit(rec, VerdictDeny, "reply: "+reason)
-		return SecurityReply(e.p.rel, "workcell: reply: "+reason), nil
-	}
-	return r, nil
+	return e.forward(ctx, t, rec, e.p.host, target, e.workToHost, e.hostToWork)
 }
 
 func (e *proxied) callWork(ctx context.Context, t *Transaction, target uint32) (*Parcel, error) {
@@ -348,7 +325,15 @@ func (e *proxied) callWork(ctx context.Context, t *Transaction, target uint32) (
 	if t.Code != InterfaceTransaction && (t.Code < FirstCallTransaction || t.Code > LastCallTransaction) {
 		return e.deny(t, rec, fmt.Sprintf("meta transaction %#x", t.Code))
 	}
-	out, err := rewriteObjects(t.Data, e.hostToWork)
+	return e.forward(ctx, t, rec, e.p.work, target, e.hostToWork, e.workToHost)
+}
+
+// forward sends an allowed call on to target on conn, its objects
+// rewritten by out for the other side, and rewrites the reply by back on
+// its way home; an object either way refuses is a denial with an audit
+// record.
+func (e *proxied) forward(ctx context.Context, t *Transaction, rec AuditRecord, conn *Conn, target uint32, out, back func(Object) (flatObject, error)) (*Parcel, error) {
+	data, err := rewriteObjects(t.Data, out)
 	if err != nil {
 		if reason, ok := refusal(err); ok {
 			return e.deny(t, rec, reason)
@@ -357,14 +342,14 @@ func (e *proxied) callWork(ctx context.Context, t *Transaction, target uint32) (
 		return nil, err
 	}
 	e.p.audit(rec, VerdictAllow, "")
-	reply, err := e.p.work.Transact(ctx, target, t.Code, out, t.Flags&FlagOneWay)
+	reply, err := conn.Transact(ctx, target, t.Code, data, t.Flags&FlagOneWay)
 	if err != nil {
 		return nil, forwardErr(err)
 	}
 	if t.OneWay() {
 		return nil, nil
 	}
-	r, err := rewriteObjects(reply, e.workToHost)
+	r, err := rewriteObjects(reply, back)
 	if err != nil {
 		closeFDs(receivedFDs(reply))
 		reason, _ := refusal(err)
