@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/workcell/workcell/api"
+	"github.com/workcell/workcell/internal/atomicfile"
 )
 
 // record is what the daemon keeps on disk about one profile. The kernel
@@ -84,65 +85,11 @@ func (s *store) writeAtomic(path string, data []byte) error {
 // (the page cache outlives the process); only a power loss could undo it,
 // and after a power loss no container runs and reconcile corrects the
 // state anyway.
-func (s *store) write(path string, data []byte, durable bool) (err error) {
-	dir := filepath.Dir(path)
-	if err := s.step("create"); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := s.step("write"); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if durable {
-		if err := s.step("sync"); err != nil {
-			return fmt.Errorf("sync %s: %w", tmp, err)
-		}
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("sync %s: %w", tmp, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := s.step("rename"); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
-	}
-	if !durable {
-		return nil
-	}
-	if err := s.step("syncdir"); err != nil {
-		return fmt.Errorf("sync folder %s: %w", dir, err)
-	}
-	return syncDir(dir)
+func (s *store) write(path string, data []byte, durable bool) error {
+	return atomicfile.Write(path, data, atomicfile.Options{NoSync: !durable, Fault: s.fault})
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync folder %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync folder %s: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // save writes rec as the profile's record, durably.
 func (s *store) save(rec record) error { return s.saveRecord(rec, true) }

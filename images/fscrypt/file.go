@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/workcell/workcell/internal/atomicfile"
 )
 
 // ReadWrappedKey reads and parses a wrapped-key file; errors name the file,
@@ -50,19 +52,7 @@ func StoreKey(ctx context.Context, path string, p Protector, key *Key, passphras
 // fsync, rename, fsync the folder. Readers see the old or the new file,
 // never a mix, also after a crash.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), data, perm)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, atomicfile.Options{Perm: perm})
 }
 
 func writeTemp(dir, base string, data []byte, perm fs.FileMode) (string, error) {
@@ -88,17 +78,7 @@ func writeTemp(dir, base string, data []byte, perm fs.FileMode) (string, error) 
 	return name, nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // Destroy crypto-erases a wrapped-key file: it overwrites the file's
 // blocks with random bytes, fsyncs, unlinks it and fsyncs the folder. A
