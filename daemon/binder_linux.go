@@ -787,71 +787,7 @@ func (a *auditFile) Close() error {
 // copyAudit writes the audit records (older file first) to w; with follow
 // it then keeps writing new ones, across rotations, until ctx ends.
 func copyAudit(ctx context.Context, dir string, follow bool, w io.Writer, flush func()) error {
-	if b, err := os.ReadFile(filepath.Join(dir, binderAuditOld)); err == nil {
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-	}
-	path := filepath.Join(dir, binderAuditLog)
-	var watch *inotify
-	if follow {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("make logs folder %s: %w", dir, err)
-		}
-		var err error
-		if watch, err = newInotify(dir, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_MOVED_FROM); err != nil {
-			return err
-		}
-		defer watch.close()
-	}
-	f, _ := os.Open(path)
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-	}()
-	var off int64
-	drain := func() error {
-		if f == nil {
-			return nil
-		}
-		n, err := io.Copy(w, io.NewSectionReader(f, off, 1<<62))
-		off += n
-		flush()
-		return err
-	}
-	for {
-		if err := drain(); err != nil {
-			return err
-		}
-		if !follow {
-			return nil
-		}
-		if err := watch.wait(ctx); err != nil {
-			return nil
-		}
-		// A rotation moved the file away: finish it, then go on with the
-		// new one.
-		if st, err := os.Stat(path); err == nil {
-			if cur, cerr := statOf(f); f == nil || cerr != nil || !os.SameFile(st, cur) {
-				if err := drain(); err != nil {
-					return err
-				}
-				if f != nil {
-					f.Close()
-				}
-				f, off = nil, 0
-				f, _ = os.Open(path)
-			}
-		}
-	}
-}
-
-func statOf(f *os.File) (os.FileInfo, error) {
-	if f == nil {
-		return nil, os.ErrInvalid
-	}
-	return f.Stat()
+	return copyFollow(ctx, dir, binderAuditLog, binderAuditOld, follow, w, flush)
 }
 
 // binderRoutes adds the binder endpoints: the owner may look and follow

@@ -179,52 +179,79 @@ func (c *logCapper) close() {
 // copyLogs writes the console log (older part first) to w; with follow it
 // then keeps writing what is appended until ctx ends.
 func copyLogs(ctx context.Context, dir string, follow bool, w io.Writer, flush func()) error {
-	if b, err := os.ReadFile(filepath.Join(dir, consoleOld)); err == nil {
+	return copyFollow(ctx, dir, consoleLog, consoleOld, follow, w, flush)
+}
+
+// copyFollow writes dir/older then dir/name to w; with follow it then
+// keeps writing what is appended until ctx ends, across both ways a log is
+// capped: cut or truncated in place (read again from the start) and
+// renamed away for a new file (the old one is finished first).
+func copyFollow(ctx context.Context, dir, name, older string, follow bool, w io.Writer, flush func()) error {
+	if b, err := os.ReadFile(filepath.Join(dir, older)); err == nil {
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
 	}
-	path := filepath.Join(dir, consoleLog)
+	path := filepath.Join(dir, name)
 	var watch *inotify
 	if follow {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("make logs folder %s: %w", dir, err)
+		}
 		var err error
-		if watch, err = newInotify(dir, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
+		if watch, err = newInotify(dir, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_MOVED_FROM); err != nil {
 			return err
 		}
 		defer watch.close()
 	}
 	f, err := os.Open(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("open console log: %w", err)
+		return fmt.Errorf("open %s: %w", name, err)
 	}
-	var off int64
-	for {
+	defer func() {
 		if f != nil {
-			if st, err := f.Stat(); err == nil && st.Size() < off {
-				off = 0 // truncated by a rotation
-			}
-			n, err := io.Copy(w, io.NewSectionReader(f, off, 1<<62))
-			off += n
-			if err != nil {
-				f.Close()
-				return err
-			}
-			flush()
+			f.Close()
+		}
+	}()
+	var off int64
+	drain := func() error {
+		if f == nil {
+			return nil
+		}
+		if st, err := f.Stat(); err == nil && st.Size() < off {
+			off = 0 // cut or truncated in place
+		}
+		n, err := io.Copy(w, io.NewSectionReader(f, off, 1<<62))
+		off += n
+		flush()
+		return err
+	}
+	for {
+		if err := drain(); err != nil {
+			return err
 		}
 		if !follow {
-			if f != nil {
-				f.Close()
-			}
 			return nil
 		}
 		if err := watch.wait(ctx); err != nil {
-			if f != nil {
-				f.Close()
-			}
 			return nil
 		}
-		if f == nil {
-			f, _ = os.Open(path)
+		// Renamed away for a new file: finish the old one, go on with
+		// the new.
+		st, err := os.Stat(path)
+		if err != nil {
+			continue
 		}
+		if f != nil {
+			if cur, err := f.Stat(); err == nil && os.SameFile(st, cur) {
+				continue
+			}
+			if err := drain(); err != nil {
+				return err
+			}
+			f.Close()
+		}
+		f, off = nil, 0
+		f, _ = os.Open(path)
 	}
 }
