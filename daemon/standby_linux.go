@@ -76,11 +76,11 @@ func (d *Daemon) beginStandby(ctx context.Context, p *profile) (*sandbox.Contain
 	// The network is made to match what is wanted at every start (someone
 	// may have flushed the rules since the container was prepared).
 	if !d.networkHealthy(ctx, p) {
-		var h sandbox.HardenOptions
-		if err := d.networkUp(ctx, p, &h); err != nil {
-			d.discardStandby(ctx, p, c)
-			return nil, err
-		}
+		// Its namespace may be the one a repair replaces: discard it and
+		// let the start build the network and the container anew.
+		d.log.Info("network changed since the container was prepared; starting from scratch", "profile", p.rec.Name)
+		d.discardStandby(ctx, p, c)
+		return nil, nil
 	}
 	p.tun = p.standbyTun
 	if err := c.Begin(ctx); err != nil {

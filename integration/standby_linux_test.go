@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -100,6 +101,21 @@ func TestStandby(t *testing.T) {
 	}
 	d.assertNoLeftovers("work")
 	d.ok("unlock", "work")
+	broken := waitStandby(t, d, "work")
+	// A network broken since the container was prepared (its veth gone):
+	// start repairs the network and starts from scratch, in a working
+	// network, not in the prepared container.
+	if out, err := exec.Command("ip", "-n", d.netns, "link", "del", "wc-work").CombinedOutput(); err != nil {
+		t.Fatalf("delete the veth: %v: %s", err, out)
+	}
+	d.ok("start", "work")
+	if p := d.status("work"); p.Pid == broken || pidAlive(broken) {
+		t.Fatalf("started in the prepared container %d of a broken network: %+v", broken, p)
+	}
+	if out := d.ok("exec", "work", "--", "cat", "/sys/class/net/eth0/operstate"); strings.TrimSpace(out) != "up" {
+		t.Fatalf("eth0 after the repairing start: %q", out)
+	}
+	d.ok("stop", "work")
 	last := waitStandby(t, d, "work")
 	// Remove leaves nothing.
 	d.ok("remove", "work")

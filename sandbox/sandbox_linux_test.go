@@ -589,6 +589,9 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 		name   string
 		bundle func(t *testing.T) string
 		limits Limits
+		// mustFail: Start itself must refuse; otherwise init may get going
+		// before the limit bites, and must then die by itself.
+		mustFail bool
 	}{
 		{"broken config.json", func(t *testing.T) string {
 			dir := testbundle.Busybox(t)
@@ -596,13 +599,13 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			return dir
-		}, Limits{}},
-		{"missing executable", func(t *testing.T) string { return testbundle.Busybox(t, "/no/such/binary") }, Limits{}},
-		{"memory limit too low for init", func(t *testing.T) string { return testbundle.Busybox(t) }, Limits{MemoryBytes: 4096}},
+		}, Limits{}, true},
+		{"missing executable", func(t *testing.T) string { return testbundle.Busybox(t, "/no/such/binary") }, Limits{}, true},
+		{"memory limit too low for init", func(t *testing.T) string { return testbundle.Busybox(t) }, Limits{MemoryBytes: 4096}, false},
 		{"pids limit too low for init", func(t *testing.T) string {
 			return testbundle.Busybox(t, "sh", "-c", "sleep 1 & sleep 1 & sleep 1 & wait")
-		}, Limits{Pids: 1}},
-		{"negative limit", func(t *testing.T) string { return testbundle.Busybox(t) }, Limits{CPUMillis: -1}},
+		}, Limits{Pids: 1}, false},
+		{"negative limit", func(t *testing.T) string { return testbundle.Busybox(t) }, Limits{CPUMillis: -1}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -612,10 +615,14 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 			defer cancel()
 			c, err := rt.Start(ctx, Spec{ID: id, BundleDir: tt.bundle(t), Harden: HardenOptions{Limits: tt.limits}})
 			if err == nil {
-				// Init may get going before the limit bites: then it
-				// must die; either way nothing may remain after Stop.
-				werr := c.Wait(ctx)
-				t.Logf("start succeeded, init exited (wait: %v)", werr)
+				if tt.mustFail {
+					t.Errorf("start succeeded; want it refused")
+				}
+				// Init got going before the limit bit: then it must die;
+				// either way nothing may remain after Stop.
+				if werr := c.Wait(ctx); werr != nil {
+					t.Errorf("init did not die under the limit: %v", werr)
+				}
 				if err := c.Stop(ctx, 0); err != nil {
 					t.Fatal(err)
 				}
