@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -394,10 +395,13 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 		return profileRules{}, fmt.Errorf("profile %s: apply nftables batch: %w", profile, err)
 	}
 	m.applied[profile] = pr
-	saved := s
-	ps.Settings = &saved
-	if err := m.st.save(m.stateFile); err != nil {
-		return profileRules{}, err
+	// A repair or a start with the same settings has nothing new to save.
+	if ps.Settings == nil || !reflect.DeepEqual(*ps.Settings, s) {
+		saved := s
+		ps.Settings = &saved
+		if err := m.st.save(m.stateFile); err != nil {
+			return profileRules{}, err
+		}
 	}
 	if cut {
 		// After the commit, so no entry the old rules admitted survives.
