@@ -142,8 +142,7 @@ func (d *Daemon) networkReconcile(ctx context.Context) error {
 		if p.installing {
 			continue
 		}
-		_, err := d.net.Show(ctx, name)
-		if p.ctr == nil && errors.Is(err, netns.ErrNotFound) {
+		if p.ctr == nil && !d.net.Has(name) {
 			continue
 		}
 		s, err := d.loadNetwork(name)
@@ -321,14 +320,13 @@ func (d *Daemon) applyNetwork(ctx context.Context, name string, s netns.Settings
 // networkStats adds the profile's traffic counters to its stats; a
 // profile without a network has none.
 func (d *Daemon) networkStats(ctx context.Context, name string, out *api.Stats) {
-	st, err := d.net.Show(ctx, name)
+	c, err := d.net.Counters(ctx, name)
 	if err != nil {
 		if !errors.Is(err, netns.ErrNotFound) {
 			d.log.Warn("network counters", "profile", name, "err", err)
 		}
 		return
 	}
-	c := st.Counters
 	out.NetInBytes, out.NetInPackets, out.NetOutBytes, out.NetOutPackets = c.InBytes, c.InPackets, c.OutBytes, c.OutPackets
 }
 

@@ -2,6 +2,7 @@ package netns
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 
 	"github.com/vishvananda/netlink"
@@ -45,4 +46,46 @@ func (m *Manager) Healthy(ctx context.Context, profile string, s Settings) bool 
 		}
 	}
 	return true
+}
+
+// Counters reads only the profile's traffic counters (Show also gathers
+// the host's facts, which stats do not need).
+func (m *Manager) Counters(ctx context.Context, profile string) (Counters, error) {
+	if err := ctx.Err(); err != nil {
+		return Counters{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.st.Profiles[profile]; !ok {
+		return Counters{}, fmt.Errorf("profile %s has no network: %w", profile, ErrNotFound)
+	}
+	return m.counters(profile)
+}
+
+// counters reads the profile's named counters; m.mu is held.
+func (m *Manager) counters(profile string) (Counters, error) {
+	c, err := m.hostConn()
+	if err != nil {
+		return Counters{}, err
+	}
+	ctrs, err := readCounters(c)
+	if err != nil {
+		return Counters{}, err
+	}
+	var out Counters
+	if v := ctrs[objName(profile, "in")]; v != nil {
+		out.InBytes, out.InPackets = v.Bytes, v.Packets
+	}
+	if v := ctrs[objName(profile, "out")]; v != nil {
+		out.OutBytes, out.OutPackets = v.Bytes, v.Packets
+	}
+	return out, nil
+}
+
+// Has reports whether the profile has a network (a subnet and state).
+func (m *Manager) Has(profile string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.st.Profiles[profile]
+	return ok
 }

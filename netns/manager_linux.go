@@ -607,21 +607,9 @@ func (m *Manager) Show(ctx context.Context, profile string) (Status, error) {
 			st.Info.ResolvConf = resolvConf(st.Info.DNS)
 		}
 	}
-	c, err := m.hostConn()
-	if err != nil {
-		return st, err
-	}
-	ctrs, err := readCounters(c)
-	if err != nil {
-		return st, err
-	}
-	if v := ctrs[objName(profile, "in")]; v != nil {
-		st.Counters.InBytes, st.Counters.InPackets = v.Bytes, v.Packets
-	}
-	if v := ctrs[objName(profile, "out")]; v != nil {
-		st.Counters.OutBytes, st.Counters.OutPackets = v.Bytes, v.Packets
-	}
-	return st, nil
+	ctrs, err := m.counters(profile)
+	st.Counters = ctrs
+	return st, err
 }
 
 // Reconcile makes the host match want: every wanted profile is ensured, and
