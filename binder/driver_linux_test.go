@@ -10,12 +10,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // These tests need a real binder driver; see doc.go for how integration/vm
@@ -118,13 +115,7 @@ func runServer() error {
 			}
 			r.WriteInt32(w)
 		case codeReadFD:
-			fd, err := t.Data.ReadFD()
-			if err != nil {
-				return nil, err
-			}
-			f := os.NewFile(uintptr(fd), "received")
-			b, err := io.ReadAll(f)
-			f.Close()
+			b, err := readFDContents(t.Data)
 			if err != nil {
 				return nil, err
 			}
@@ -139,19 +130,10 @@ func runServer() error {
 		return r, nil
 	})
 	// The previous test's server may still be being torn down by the driver.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err = c.BecomeContextManager(ctx, h)
-		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	return serveAsManager(ctx, c, func() error {
+		_, err := c.BecomeContextManager(ctx, h)
 		return err
-	}
-	fmt.Println("ready")
-	return c.Serve(ctx)
+	})
 }
 
 // roles are the processes a test can start besides itself (startRole).
@@ -160,9 +142,7 @@ var roles = map[string]func() error{"server": runServer}
 // startServer runs the server process and waits until it manages the context.
 func startServer(t *testing.T) *exec.Cmd {
 	t.Helper()
-	if _, err := os.Stat(device()); err != nil {
-		t.Fatalf("needs a binder driver at %s (run `make test-vm`): %v", device(), err)
-	}
+	needDevices(t, device())
 	return startRole(t, "server")
 }
 
@@ -229,15 +209,7 @@ func callAddOne(t *testing.T, c *Conn, handle uint32, v int32) int32 {
 	t.Helper()
 	p := c.NewParcel()
 	p.WriteInt32(v)
-	r, err := c.Transact(context.Background(), handle, codeAddOne, p, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := r.ReadInt32()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
+	return callInt32(t, c, handle, codeAddOne, p)
 }
 
 func TestDriverSyncCalls(t *testing.T) {
@@ -317,15 +289,7 @@ func TestDriverCallbackThroughPassedBinder(t *testing.T) {
 func TestDriverPassesFileDescriptor(t *testing.T) {
 	startServer(t)
 	c := openClient(t)
-	path := filepath.Join(t.TempDir(), "payload")
-	if err := os.WriteFile(path, []byte("through binder"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := payloadFile(t, "through binder")
 	p := c.NewParcel()
 	p.WriteFD(int(f.Fd()), false)
 	r, err := c.Transact(context.Background(), 0, codeReadFD, p, 0)

@@ -4,12 +4,9 @@ package binder
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -109,16 +106,11 @@ func sgHandler(ctx context.Context, t *Transaction) (*Parcel, error) {
 		if len(parent) != 8+4*len(fds) {
 			return nil, fmt.Errorf("parent of %d bytes for %d fds", len(parent), len(fds))
 		}
-		var got []string
-		for _, fd := range fds {
-			s, err := fdContents(fd)
-			unix.Close(fd)
-			if err != nil {
-				return nil, err
-			}
-			got = append(got, s)
+		s, err := joinFDContents(fds)
+		if err != nil {
+			return nil, err
 		}
-		r.WriteString16(strings.Join(got, "|"))
+		r.WriteString16(s)
 	case sgCountFDs:
 		n, err := openFDs()
 		if err != nil {
@@ -138,26 +130,15 @@ func runSGServer() error {
 		return err
 	}
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err = c.BecomeContextManager(ctx, HandlerFunc(sgHandler))
-		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	return serveAsManager(ctx, c, func() error {
+		_, err := c.BecomeContextManager(ctx, HandlerFunc(sgHandler))
 		return err
-	}
-	fmt.Println("ready")
-	return c.Serve(ctx)
+	})
 }
 
 func startSGServer(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(device()); err != nil {
-		t.Fatalf("needs a binder driver at %s (run `make test-vm`): %v", device(), err)
-	}
+	needDevices(t, device())
 	startRole(t, "sgserver")
 }
 
@@ -243,15 +224,7 @@ func TestDriverScatterGatherReply(t *testing.T) {
 
 func callSGCount(t *testing.T, c *Conn) int32 {
 	t.Helper()
-	r, err := c.Transact(context.Background(), 0, sgCountFDs, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := r.ReadInt32()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return callInt32(t, c, 0, sgCountFDs, nil)
 }
 
 // TestDriverFDArray sends an fd array of 3 fds in a buffer; the server reads

@@ -5,10 +5,9 @@ package binder
 import (
 	"context"
 	"errors"
-	"fmt"
+	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -41,32 +40,19 @@ func helperPolicy() ProxyPolicy {
 }
 
 func runWorkcelldHelpers() error {
-	ctx := context.Background()
-	work, err := Open(ctx, device(), testRel, WithMaxThreads(15))
-	if err != nil {
-		return err
-	}
-	defer work.Close()
-	f, err := os.OpenFile(os.Getenv(auditEnv), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	command := func() *exec.Cmd {
-		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), roleEnv+"=nodehelper")
-		return cmd
-	}
-	h, err := NewNodeHelpers(testRel, hostDevice(), device(), "work", helperPolicy(), command, NewAuditLog(f), false, nil)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return manage(ctx, work, NewServiceManager(work, WithResolver(h)))
+	return serveWorkcelld(context.Background(), func(work *Conn, audit *AuditLog) (Resolver, io.Closer, error) {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, nil, err
+		}
+		command := func() *exec.Cmd {
+			cmd := exec.Command(exe, "-test.run=^$")
+			cmd.Env = append(os.Environ(), roleEnv+"=nodehelper")
+			return cmd
+		}
+		h, err := NewNodeHelpers(testRel, hostDevice(), device(), "work", helperPolicy(), command, audit, false, nil)
+		return h, h, err
+	})
 }
 
 type helperRig struct {
@@ -76,16 +62,8 @@ type helperRig struct {
 
 func newHelperRig(t *testing.T) *helperRig {
 	t.Helper()
-	for _, d := range []string{hostDevice(), device()} {
-		if _, err := os.Stat(d); err != nil {
-			t.Fatalf("needs a binder driver at %s (run `make test-vm`): %v", d, err)
-		}
-	}
-	r := &helperRig{rig: rig{audit: filepath.Join(t.TempDir(), "audit.jsonl")}}
-	startRole(t, "hostsm")
-	r.echo = startRole(t, "echo")
-	r.workcelld = startRole(t, "workcelld-helpers", auditEnv+"="+r.audit)
-	return r
+	r, workcelld := startRig(t, "echo", "workcelld-helpers")
+	return &helperRig{rig: *r, workcelld: workcelld}
 }
 
 // eventually polls cond every 20 ms until it holds or d passes.
@@ -161,15 +139,8 @@ func TestNodeHelperPolicy(t *testing.T) {
 	r := newHelperRig(t)
 	ctx := context.Background()
 	c := workApp(t)
-	names, err := ListServices(ctx, c)
-	if err != nil || !slices.Equal(names, []string{echoName, echoNoFDsName}) {
-		t.Fatalf("work lists %q, %v; want the policy's services", names, err)
-	}
-	h := lookupWork(t, c, echoName)
-	if got, err := callString(ctx, c, h, echoDescriptor, echoEcho, "héllo"); err != nil || got != "héllo" {
-		t.Fatalf("allowed call: %q, %v", got, err)
-	}
-	_, err = callString(ctx, c, h, echoDescriptor, echoSecret, "")
+	h := wantPolicyServices(t, c)
+	_, err := callString(ctx, c, h, echoDescriptor, echoSecret, "")
 	wantException(t, err, ExSecurity)
 	eventually(t, 5*time.Second, "the helper's deny record", func() bool {
 		for _, rec := range r.records(t) {
@@ -187,24 +158,12 @@ func TestNodeHelperPolicy(t *testing.T) {
 	err = AddService(ctx, c, echoName, c.NewNode(addOne))
 	wantException(t, err, ExSecurity)
 	// A callback passed out comes back through the helper.
-	cb := c.NewNode(HandlerFunc(func(ctx context.Context, tx *Transaction) (*Parcel, error) {
-		if err := tx.Data.EnforceInterface(callbackDescriptor); err != nil {
-			return nil, err
-		}
-		s, err := tx.Data.ReadString16()
-		if err != nil {
-			return nil, err
-		}
-		return reply(testRel, func(r *Parcel) { r.WriteString16(s + "!") }), nil
-	}))
+	cb := bangCallback(c, nil)
 	p := c.NewParcel()
 	p.WriteInterfaceToken(echoDescriptor)
 	cb.WriteTo(p)
 	p.WriteString16("ping")
-	rep, err := c.Transact(ctx, h, echoCallback, p, 0)
-	if err == nil {
-		err = rep.ReadException()
-	}
+	rep, err := callAIDL(ctx, c, h, echoCallback, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,14 +207,7 @@ func hostFinds(ctx context.Context, host *Conn, name string) bool {
 func TestExportToHost(t *testing.T) {
 	r := newHelperRig(t)
 	ctx := context.Background()
-	owner, err := Open(ctx, device(), testRel, WithMaxThreads(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ownerDone := make(chan error, 1)
-	go func() { ownerDone <- owner.Serve(ctx) }()
-	closeOwner := sync1(func() { owner.Close(); <-ownerDone })
-	t.Cleanup(closeOwner)
+	owner, closeOwner := openOwner(t, testRel, 4)
 	if err := AddService(ctx, owner, exportName, owner.NewNode(workEcho(testRel))); err != nil {
 		t.Fatal(err)
 	}
@@ -329,36 +281,7 @@ func sync1(f func()) func() {
 // node helper beside the direct call (BINDER-BENCH-HELPER; never asserted).
 func TestNodeHelperFigures(t *testing.T) {
 	newHelperRig(t)
-	ctx := context.Background()
-	direct := openServing(t, hostDevice(), testRel)
-	dh, ok, err := CheckService(ctx, direct, echoName)
-	if err != nil || !ok {
-		t.Fatalf("direct lookup: %v %v", ok, err)
-	}
-	c := workApp(t)
-	ph := lookupWork(t, c, echoName)
-	small := func(conn *Conn, h uint32, n int) time.Duration {
-		start := time.Now()
-		for range n {
-			if _, err := callString(ctx, conn, h, echoDescriptor, echoEcho, "x"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return time.Since(start) / time.Duration(n)
-	}
-	small(direct, dh, 30)
-	small(c, ph, 30)
-	var bestD, bestP time.Duration
-	for range 3 {
-		if d := small(direct, dh, 200); bestD == 0 || d < bestD {
-			bestD = d
-		}
-		if p := small(c, ph, 200); bestP == 0 || p < bestP {
-			bestP = p
-		}
-	}
-	fmt.Printf("BINDER-BENCH-HELPER roundtrip-small direct=%v proxied=%v ratio=%.2f\n",
-		bestD.Round(time.Microsecond), bestP.Round(time.Microsecond), float64(bestP)/float64(bestD))
+	openFigureConns(t).printRoundtrip(t, "BINDER-BENCH-HELPER")
 }
 
 // isDead says whether a call failed because its target is dead: the driver

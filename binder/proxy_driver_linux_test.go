@@ -11,15 +11,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The proxy tests play three parties on two binder devices, each in its own
@@ -80,19 +77,10 @@ func init() {
 // manage makes sm the context manager of its connection, retrying while the
 // driver still tears down the previous test's manager, and serves.
 func manage(ctx context.Context, c *Conn, sm *ServiceManager) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	return serveAsManager(ctx, c, func() error {
 		_, err := sm.Start(ctx)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	fmt.Println("ready")
-	return c.Serve(ctx)
+		return err
+	})
 }
 
 func runHostSM() error {
@@ -121,31 +109,7 @@ func runWorkManager() error {
 
 // runWorkcelld is workcelld's binder side: the profile's service manager
 // with the proxy as its resolver.
-func runWorkcelld() error {
-	ctx := context.Background()
-	host, err := Open(ctx, hostDevice(), testRel, WithMaxThreads(8))
-	if err != nil {
-		return err
-	}
-	defer host.Close()
-	go host.Serve(ctx)
-	work, err := Open(ctx, device(), testRel, WithMaxThreads(15))
-	if err != nil {
-		return err
-	}
-	defer work.Close()
-	f, err := os.OpenFile(os.Getenv(auditEnv), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	p, err := NewProxy(host, work, testProxyPolicy(), WithProfile("work"), WithAudit(NewAuditLog(f), false))
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	return manage(ctx, work, NewServiceManager(work, WithResolver(p)))
-}
+func runWorkcelld() error { return runProxyWorkcelld(testProxyPolicy()) }
 
 func testProxyPolicy() ProxyPolicy {
 	codes := []CodeRange{{echoEcho, echoReadFD}, {echoSink, echoSession}}
@@ -164,19 +128,18 @@ func reply(rel Release, fill func(*Parcel)) *Parcel {
 }
 
 func runEcho() error {
-	ctx := context.Background()
-	c, err := Open(ctx, hostDevice(), testRel, WithMaxThreads(8))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	return runHostService(echoHandler, echoName, echoNoFDsName, echoHiddenName)
+}
+
+// echoHandler is the echo service on c.
+func echoHandler(c *Conn) Handler {
 	session := HandlerFunc(func(ctx context.Context, t *Transaction) (*Parcel, error) {
 		if err := t.Data.EnforceInterface(sessionDescriptor); err != nil {
 			return nil, err
 		}
 		return reply(testRel, func(r *Parcel) { r.WriteString16("session") }), nil
 	})
-	n := c.NewNode(HandlerFunc(func(ctx context.Context, t *Transaction) (*Parcel, error) {
+	return HandlerFunc(func(ctx context.Context, t *Transaction) (*Parcel, error) {
 		if err := t.Data.EnforceInterface(echoDescriptor); err != nil {
 			return nil, err
 		}
@@ -205,13 +168,7 @@ func runEcho() error {
 			}
 			return reply(testRel, func(r *Parcel) { r.WriteString16(got) }), nil
 		case echoReadFD:
-			fd, err := t.Data.ReadFD()
-			if err != nil {
-				return nil, err
-			}
-			f := os.NewFile(uintptr(fd), "received")
-			b, err := io.ReadAll(f)
-			f.Close()
+			b, err := readFDContents(t.Data)
 			if err != nil {
 				return nil, err
 			}
@@ -229,16 +186,7 @@ func runEcho() error {
 			return reply(testRel, func(r *Parcel) { s.WriteTo(r) }), nil
 		}
 		return nil, StatusUnknownTransaction
-	}))
-	served := make(chan error, 1)
-	go func() { served <- c.Serve(ctx) }()
-	for _, name := range []string{echoName, echoNoFDsName, echoHiddenName} {
-		if err := AddService(ctx, c, name, n); err != nil {
-			return err
-		}
-	}
-	fmt.Println("ready")
-	return <-served
+	})
 }
 
 // callString calls code on handle with descriptor's token and a string and
@@ -247,11 +195,8 @@ func callString(ctx context.Context, c *Conn, handle uint32, descriptor string, 
 	p := c.NewParcel()
 	p.WriteInterfaceToken(descriptor)
 	p.WriteString16(s)
-	r, err := c.Transact(ctx, handle, code, p, 0)
+	r, err := callAIDL(ctx, c, handle, code, p)
 	if err != nil {
-		return "", err
-	}
-	if err := r.ReadException(); err != nil {
 		return "", err
 	}
 	return r.ReadString16()
@@ -261,9 +206,7 @@ func callString(ctx context.Context, c *Conn, handle uint32, descriptor string, 
 // apps need it for callbacks and death notices).
 func openServing(t *testing.T, path string, rel Release) *Conn {
 	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("needs a binder driver at %s (run `make test-vm`): %v", path, err)
-	}
+	needDevices(t, path)
 	c, err := Open(context.Background(), path, rel, WithMaxThreads(8))
 	if err != nil {
 		t.Fatal(err)
@@ -289,15 +232,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	for _, d := range []string{hostDevice(), device()} {
-		if _, err := os.Stat(d); err != nil {
-			t.Fatalf("needs a binder driver at %s (run `make test-vm`): %v", d, err)
-		}
-	}
-	r := &rig{audit: filepath.Join(t.TempDir(), "audit.jsonl")}
-	startRole(t, "hostsm")
-	r.echo = startRole(t, "echo")
-	startRole(t, "workcelld", auditEnv+"="+r.audit)
+	r, _ := startRig(t, "echo", "workcelld")
 	return r
 }
 
@@ -362,21 +297,7 @@ func TestServiceManagerProtocol(t *testing.T) {
 		t.Run(rel.String(), func(t *testing.T) {
 			ctx := context.Background()
 			startRole(t, "workmgr", releaseEnv+"="+fmt.Sprint(int(rel)))
-			owner, err := Open(ctx, device(), rel, WithMaxThreads(2))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ownerDone := make(chan error, 1)
-			go func() { ownerDone <- owner.Serve(ctx) }()
-			closed := false
-			closeOwner := func() {
-				if !closed {
-					closed = true
-					owner.Close()
-					<-ownerDone
-				}
-			}
-			t.Cleanup(closeOwner)
+			owner, closeOwner := openOwner(t, rel, 2)
 			if err := AddService(ctx, owner, "work.add", owner.NewNode(addOne)); err != nil {
 				t.Fatal(err)
 			}
@@ -457,14 +378,7 @@ func TestProxyAllowsAndDeniesByPolicy(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	c := workApp(t)
-	names, err := ListServices(ctx, c)
-	if err != nil || !slices.Equal(names, []string{echoName, echoNoFDsName}) {
-		t.Fatalf("work lists %q, %v; want the policy's services", names, err)
-	}
-	h := lookupWork(t, c, echoName)
-	if got, err := callString(ctx, c, h, echoDescriptor, echoEcho, "héllo"); err != nil || got != "héllo" {
-		t.Fatalf("allowed call: %q, %v", got, err)
-	}
+	h := wantPolicyServices(t, c)
 	ir, err := c.Transact(ctx, h, InterfaceTransaction, nil, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -516,27 +430,14 @@ func TestProxyCallbackReachesWorkApp(t *testing.T) {
 	c := workApp(t)
 	h := lookupWork(t, c, echoName)
 	var calls atomic.Int32
-	cb := c.NewNode(HandlerFunc(func(ctx context.Context, tx *Transaction) (*Parcel, error) {
-		if err := tx.Data.EnforceInterface(callbackDescriptor); err != nil {
-			return nil, err
-		}
-		s, err := tx.Data.ReadString16()
-		if err != nil {
-			return nil, err
-		}
-		calls.Add(1)
-		return reply(testRel, func(r *Parcel) { r.WriteString16(s + "!") }), nil
-	}))
+	cb := bangCallback(c, &calls)
 	for i := range 3 {
 		p := c.NewParcel()
 		p.WriteInterfaceToken(echoDescriptor)
 		cb.WriteTo(p)
 		p.WriteString16(fmt.Sprint("ping", i))
-		r, err := c.Transact(ctx, h, echoCallback, p, 0)
+		r, err := callAIDL(ctx, c, h, echoCallback, p)
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.ReadException(); err != nil {
 			t.Fatal(err)
 		}
 		if s, err := r.ReadString16(); err != nil || s != fmt.Sprint("ping", i, "!") {
@@ -554,24 +455,13 @@ func TestProxyFileDescriptors(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	c := workApp(t)
-	path := filepath.Join(t.TempDir(), "payload")
-	if err := os.WriteFile(path, []byte("work data"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := payloadFile(t, "work data")
 	call := func(name string) (string, error) {
 		p := c.NewParcel()
 		p.WriteInterfaceToken(echoDescriptor)
 		p.WriteFD(int(f.Fd()), false)
-		rep, err := c.Transact(ctx, lookupWork(t, c, name), echoReadFD, p, 0)
+		rep, err := callAIDL(ctx, c, lookupWork(t, c, name), echoReadFD, p)
 		if err != nil {
-			return "", err
-		}
-		if err := rep.ReadException(); err != nil {
 			return "", err
 		}
 		return rep.ReadString16()
@@ -580,7 +470,7 @@ func TestProxyFileDescriptors(t *testing.T) {
 		t.Fatalf("fd through an fd-allowing service: %q, %v", s, err)
 	}
 	f.Seek(0, io.SeekStart)
-	_, err = call(echoNoFDsName)
+	_, err := call(echoNoFDsName)
 	wantException(t, err, ExSecurity)
 	wantAudit(t, r, echoNoFDsName, echoReadFD, "file descriptors not allowed")
 }
@@ -594,11 +484,8 @@ func TestProxyHandsOutHostObjects(t *testing.T) {
 	h := lookupWork(t, c, echoName)
 	p := c.NewParcel()
 	p.WriteInterfaceToken(echoDescriptor)
-	rep, err := c.Transact(ctx, h, echoSession, p, 0)
+	rep, err := callAIDL(ctx, c, h, echoSession, p)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.ReadException(); err != nil {
 		t.Fatal(err)
 	}
 	obj, err := rep.ReadBinder()
@@ -781,23 +668,7 @@ func TestProxySurvivesHostileClient(t *testing.T) {
 func TestProxyFigures(t *testing.T) {
 	newRig(t)
 	ctx := context.Background()
-	direct := openServing(t, hostDevice(), testRel)
-	dh, ok, err := CheckService(ctx, direct, echoName)
-	if err != nil || !ok {
-		t.Fatalf("direct lookup: %v %v", ok, err)
-	}
-	c := workApp(t)
-	ph := lookupWork(t, c, echoName)
-
-	small := func(conn *Conn, h uint32, n int) time.Duration {
-		start := time.Now()
-		for range n {
-			if _, err := callString(ctx, conn, h, echoDescriptor, echoEcho, "x"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return time.Since(start) / time.Duration(n)
-	}
+	f := openFigureConns(t)
 	sink := func(conn *Conn, h uint32, size, n int) float64 {
 		payload := make([]byte, size)
 		start := time.Now()
@@ -805,38 +676,20 @@ func TestProxyFigures(t *testing.T) {
 			p := conn.NewParcel()
 			p.WriteInterfaceToken(echoDescriptor)
 			p.WriteByteArray(payload)
-			rep, err := conn.Transact(ctx, h, echoSink, p, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := rep.ReadException(); err != nil {
+			if _, err := callAIDL(ctx, conn, h, echoSink, p); err != nil {
 				t.Fatal(err)
 			}
 		}
 		return float64(size*n) / time.Since(start).Seconds() / (1 << 20)
 	}
-	small(direct, dh, 30)
-	small(c, ph, 30)
-	// Alternate rounds and keep each side's best, so that a noisy moment
-	// of the emulated machine hits both.
-	var bestD, bestP time.Duration
-	for range 3 {
-		if d := small(direct, dh, 200); bestD == 0 || d < bestD {
-			bestD = d
-		}
-		if p := small(c, ph, 200); bestP == 0 || p < bestP {
-			bestP = p
-		}
-	}
-	fmt.Printf("BINDER-BENCH roundtrip-small direct=%v proxied=%v ratio=%.2f\n",
-		bestD.Round(time.Microsecond), bestP.Round(time.Microsecond), float64(bestP)/float64(bestD))
+	f.printRoundtrip(t, "BINDER-BENCH")
 	for _, tc := range []struct {
 		size, n int
 	}{{1 << 10, 200}, {64 << 10, 60}} {
 		var d, p float64
 		for range 3 {
-			d = max(d, sink(direct, dh, tc.size, tc.n))
-			p = max(p, sink(c, ph, tc.size, tc.n))
+			d = max(d, sink(f.direct, f.dh, tc.size, tc.n))
+			p = max(p, sink(f.work, f.ph, tc.size, tc.n))
 		}
 		fmt.Printf("BINDER-BENCH throughput-%dKiB direct=%.2fMiB/s proxied=%.2fMiB/s ratio=%.2f\n", tc.size>>10, d, p, d/p)
 	}

@@ -5,9 +5,6 @@ package binder
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -36,112 +33,63 @@ func init() {
 }
 
 func runSGEcho() error {
-	ctx := context.Background()
-	c, err := Open(ctx, hostDevice(), testRel, WithMaxThreads(8))
-	if err != nil {
-		return err
+	return runHostService(func(*Conn) Handler { return HandlerFunc(sgEchoHandler) }, sgName, sgNoFDsName)
+}
+
+func sgEchoHandler(ctx context.Context, t *Transaction) (*Parcel, error) {
+	if err := t.Data.EnforceInterface(sgDescriptor); err != nil {
+		return nil, err
 	}
-	defer c.Close()
-	n := c.NewNode(HandlerFunc(func(ctx context.Context, t *Transaction) (*Parcel, error) {
-		if err := t.Data.EnforceInterface(sgDescriptor); err != nil {
-			return nil, err
-		}
-		h, parent, err := t.Data.ReadBuffer()
+	h, parent, err := t.Data.ReadBuffer()
+	if err != nil {
+		return nil, err
+	}
+	switch t.Code {
+	case sgcBuffers:
+		_, child, err := t.Data.ReadEmbeddedBuffer(h, 0)
 		if err != nil {
 			return nil, err
 		}
-		switch t.Code {
-		case sgcBuffers:
-			_, child, err := t.Data.ReadEmbeddedBuffer(h, 0)
-			if err != nil {
-				return nil, err
-			}
-			rev := []byte(string(child))
-			for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
-				rev[i], rev[j] = rev[j], rev[i]
-			}
-			r := NewParcel(testRel)
-			r.WriteNoException()
-			rh, err := r.WriteBuffer(parent)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := r.WriteEmbeddedBuffer(rev, rh, 0); err != nil {
-				return nil, err
-			}
-			return r, nil
-		case sgcFDArray:
-			fds, err := t.Data.ReadFDArray(h, 8)
-			if err != nil {
-				return nil, err
-			}
-			var got []string
-			for _, fd := range fds {
-				s, err := fdContents(fd)
-				unix.Close(fd)
-				if err != nil {
-					return nil, err
-				}
-				got = append(got, s)
-			}
-			return reply(testRel, func(r *Parcel) { r.WriteString16(strings.Join(got, "|")) }), nil
+		rev := []byte(string(child))
+		for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
+			rev[i], rev[j] = rev[j], rev[i]
 		}
-		return nil, StatusUnknownTransaction
-	}))
-	served := make(chan error, 1)
-	go func() { served <- c.Serve(ctx) }()
-	for _, name := range []string{sgName, sgNoFDsName} {
-		if err := AddService(ctx, c, name, n); err != nil {
-			return err
+		r := NewParcel(testRel)
+		r.WriteNoException()
+		rh, err := r.WriteBuffer(parent)
+		if err != nil {
+			return nil, err
 		}
+		if _, err := r.WriteEmbeddedBuffer(rev, rh, 0); err != nil {
+			return nil, err
+		}
+		return r, nil
+	case sgcFDArray:
+		fds, err := t.Data.ReadFDArray(h, 8)
+		if err != nil {
+			return nil, err
+		}
+		s, err := joinFDContents(fds)
+		if err != nil {
+			return nil, err
+		}
+		return reply(testRel, func(r *Parcel) { r.WriteString16(s) }), nil
 	}
-	fmt.Println("ready")
-	return <-served
+	return nil, StatusUnknownTransaction
 }
 
 // runSGWorkcelld is runWorkcelld with the sg services' policy.
 func runSGWorkcelld() error {
-	ctx := context.Background()
-	host, err := Open(ctx, hostDevice(), testRel, WithMaxThreads(8))
-	if err != nil {
-		return err
-	}
-	defer host.Close()
-	go host.Serve(ctx)
-	work, err := Open(ctx, device(), testRel, WithMaxThreads(15))
-	if err != nil {
-		return err
-	}
-	defer work.Close()
-	f, err := os.OpenFile(os.Getenv(auditEnv), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	codes := []CodeRange{{sgcBuffers, sgcFDArray}}
-	policy := ProxyPolicy{Services: []ServicePolicy{
+	return runProxyWorkcelld(ProxyPolicy{Services: []ServicePolicy{
 		{Name: sgName, Descriptor: sgDescriptor, Codes: codes, AllowFDs: true},
 		{Name: sgNoFDsName, Descriptor: sgDescriptor, Codes: codes},
-	}}
-	p, err := NewProxy(host, work, policy, WithProfile("work"), WithAudit(NewAuditLog(f), false))
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	return manage(ctx, work, NewServiceManager(work, WithResolver(p)))
+	}})
 }
 
 func newSGRig(t *testing.T) *rig {
 	t.Helper()
-	for _, d := range []string{hostDevice(), device()} {
-		if _, err := os.Stat(d); err != nil {
-			t.Fatalf("needs a binder driver at %s (run `make test-vm`): %v", d, err)
-		}
-	}
-	r := &rig{audit: filepath.Join(t.TempDir(), "audit.jsonl")}
-	startRole(t, "hostsm")
-	r.echo = startRole(t, "sgecho")
-	startRole(t, "sgworkcelld", auditEnv+"="+r.audit)
+	r, _ := startRig(t, "sgecho", "sgworkcelld")
 	return r
 }
 
@@ -164,11 +112,8 @@ func TestProxyScatterGatherBuffers(t *testing.T) {
 		if _, err := p.WriteEmbeddedBuffer([]byte("through the proxy"), h, 0); err != nil {
 			t.Fatal(err)
 		}
-		r, err := c.Transact(ctx, lookupWork(t, c, name), sgcBuffers, p, 0)
+		r, err := callAIDL(ctx, c, lookupWork(t, c, name), sgcBuffers, p)
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if err := r.ReadException(); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		rh, rparent, err := r.ReadBuffer()
@@ -204,11 +149,8 @@ func TestProxyFDArrays(t *testing.T) {
 		if err := p.WriteFDArray(fds, h, 8, false); err != nil {
 			t.Fatal(err)
 		}
-		rep, err := c.Transact(ctx, lookupWork(t, c, name), sgcFDArray, p, 0)
+		rep, err := callAIDL(ctx, c, lookupWork(t, c, name), sgcFDArray, p)
 		if err != nil {
-			return "", err
-		}
-		if err := rep.ReadException(); err != nil {
 			return "", err
 		}
 		return rep.ReadString16()
