@@ -78,33 +78,15 @@ func config(c *cli.Context) (daemon.Config, error) {
 		}
 	}
 	// Flags win over the file, but only those given.
-	if c.IsSet("state-dir") {
-		cfg.StateDir = c.String("state-dir")
-	}
-	if c.IsSet("run-dir") {
-		cfg.RunDir = c.String("run-dir")
-	}
-	if c.IsSet("socket") {
-		cfg.Socket = c.String("socket")
-	}
-	if c.IsSet("owner-uid") {
-		cfg.OwnerUID = c.Int("owner-uid")
-	}
-	if c.IsSet("system-uid") {
-		cfg.SystemUID = c.Int("system-uid")
-	}
-	if c.IsSet("stop-on-exit") {
-		cfg.StopOnExit = c.Bool("stop-on-exit")
-	}
-	if c.IsSet("log-level") {
-		cfg.LogLevel = c.String("log-level")
-	}
-	if c.IsSet("stop-timeout") {
-		cfg.StopTimeout = daemon.Duration(c.Duration("stop-timeout"))
-	}
-	if c.IsSet("standby") {
-		cfg.Standby = c.Bool("standby")
-	}
+	set(c, "state-dir", c.String, &cfg.StateDir)
+	set(c, "run-dir", c.String, &cfg.RunDir)
+	set(c, "socket", c.String, &cfg.Socket)
+	set(c, "owner-uid", c.Int, &cfg.OwnerUID)
+	set(c, "system-uid", c.Int, &cfg.SystemUID)
+	set(c, "stop-on-exit", c.Bool, &cfg.StopOnExit)
+	set(c, "log-level", c.String, &cfg.LogLevel)
+	set(c, "stop-timeout", func(n string) daemon.Duration { return daemon.Duration(c.Duration(n)) }, &cfg.StopTimeout)
+	set(c, "standby", c.Bool, &cfg.Standby)
 	if c.IsSet("store-image") {
 		abs, err := filepath.Abs(c.String("store-image"))
 		if err != nil {
@@ -119,22 +101,20 @@ func config(c *cli.Context) (daemon.Config, error) {
 		}
 		cfg.StoreSize = n
 	}
-	if c.IsSet("insecure-unencrypted-storage") {
-		cfg.InsecureUnencryptedStorage = c.Bool("insecure-unencrypted-storage")
-	}
-	if c.IsSet("net-pool") {
-		cfg.NetPool = c.String("net-pool")
-	}
-	if c.IsSet("binder-device") {
-		cfg.BinderDevices = c.StringSlice("binder-device")
-	}
-	if c.IsSet("binder-host-device") {
-		cfg.BinderHostDevice = c.String("binder-host-device")
-	}
-	if c.IsSet("binder-release") {
-		cfg.BinderRelease = c.String("binder-release")
-	}
+	set(c, "insecure-unencrypted-storage", c.Bool, &cfg.InsecureUnencryptedStorage)
+	set(c, "net-pool", c.String, &cfg.NetPool)
+	set(c, "binder-device", c.StringSlice, &cfg.BinderDevices)
+	set(c, "binder-host-device", c.String, &cfg.BinderHostDevice)
+	set(c, "binder-release", c.String, &cfg.BinderRelease)
 	return cfg, cfg.Validate()
+}
+
+// set stores flag name's value, read with get, in *dst if the flag was
+// given.
+func set[T any](c *cli.Context, name string, get func(string) T, dst *T) {
+	if c.IsSet(name) {
+		*dst = get(name)
+	}
 }
 
 func logger(level string) (*slog.Logger, error) {

@@ -2,11 +2,9 @@ package vm
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,41 +69,8 @@ func aospFiles(t *testing.T, root string) map[string]string {
 	return files
 }
 
-// bootWithFiles is boot (vm_linux_test.go) with extra guest files.
-func bootWithFiles(t *testing.T, files map[string]string, programs ...Program) *Result {
-	t.Helper()
-	k := guestKernel(t)
-	logFile, err := os.CreateTemp("", "workcell-vm-"+t.Name()+"-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	t.Logf("guest console: %s", logFile.Name())
-	res, err := Run(context.Background(), Config{
-		Kernel:   k,
-		Programs: programs,
-		Files:    files,
-		Timeout:  4 * time.Minute,
-		Console:  &lineLogger{t: t, prefix: "guest: ", file: logFile},
-		Logger:   slog.New(slog.NewTextHandler(&lineLogger{t: t, prefix: "vm: "}, nil)),
-	})
-	if res != nil {
-		t.Logf("guest %s: booted in %v, whole run %v", res.Kernel, res.Boot.Round(time.Millisecond), res.Wall.Round(time.Millisecond))
-		for _, p := range res.Programs {
-			t.Logf("guest program %s: exit %d in %v", p.Name, p.Code, p.Duration.Round(time.Millisecond))
-		}
-	}
-	if err != nil {
-		t.Fatalf("%v\n(full console: %s)", err, logFile.Name())
-	}
-	for _, p := range res.Failed() {
-		t.Errorf("guest program %s exited %d\n%s(full console: %s)", p.Name, p.Code, tail(p.Output, 80), logFile.Name())
-	}
-	if len(res.Programs) != len(programs) {
-		t.Fatalf("guest ran %d of %d programs (full console: %s)", len(res.Programs), len(programs), logFile.Name())
-	}
-	return res
-}
+// aospTimeout bounds a boot of the AOSP guests.
+const aospTimeout = 4 * time.Minute
 
 // TestAOSPServiceInteropInVM runs Android 10's servicemanager as the context
 // manager of a binder device, registers workcell.interop (a libbinder
@@ -118,10 +83,14 @@ func TestAOSPServiceInteropInVM(t *testing.T) {
 	root := aospBuild(t)
 	// busybox runs the applet its argv[0] names: /workcell/bin/sh is sh and
 	// /workcell/bin/ash is ash, the same shell under two program names.
-	res := bootWithFiles(t, aospFiles(t, root),
-		Program{Name: "sh", Path: busybox, Args: []string{"/aosp/interop.sh", "/dev/binder"}},
-		Program{Name: "ash", Path: busybox, Args: []string{"/aosp/interop.sh", "/dev/workbinder"}},
-	)
+	res := bootConfig(t, Config{
+		Programs: []Program{
+			{Name: "sh", Path: busybox, Args: []string{"/aosp/interop.sh", "/dev/binder"}},
+			{Name: "ash", Path: busybox, Args: []string{"/aosp/interop.sh", "/dev/workbinder"}},
+		},
+		Files:   aospFiles(t, root),
+		Timeout: aospTimeout,
+	})
 	for i, dev := range []string{"/dev/binder", "/dev/workbinder"} {
 		t.Run(strings.TrimPrefix(dev, "/dev/"), func(t *testing.T) {
 			checkInterop(t, dev, res.Programs[i].Output)

@@ -30,10 +30,14 @@ func TestAOSPInteropWithWorkcellInVM(t *testing.T) {
 	files["aosp/bin/workcellsm"] = buildStatic(t, "workcellsm", false, "./internal/workcellsm", "build")
 	// busybox runs the applet its argv[0] names: /workcell/bin/sh is sh and
 	// /workcell/bin/ash is ash, the same shell under two program names.
-	res := bootWithFiles(t, files,
-		Program{Name: "sh", Path: busybox, Args: []string{"/aosp/workcell.sh", "context"}},
-		Program{Name: "ash", Path: busybox, Args: []string{"/aosp/workcell.sh", "proxy"}},
-	)
+	res := bootConfig(t, Config{
+		Programs: []Program{
+			{Name: "sh", Path: busybox, Args: []string{"/aosp/workcell.sh", "context"}},
+			{Name: "ash", Path: busybox, Args: []string{"/aosp/workcell.sh", "proxy"}},
+		},
+		Files:   files,
+		Timeout: aospTimeout,
+	})
 	t.Run("context", func(t *testing.T) {
 		out := res.Programs[0].Output
 		checkInterop(t, "/dev/workbinder", out)

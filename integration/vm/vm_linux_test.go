@@ -72,19 +72,24 @@ func buildStatic(t *testing.T, name string, cgo bool, pkg string, sub string, fl
 // program that failed, with its output.
 func boot(t *testing.T, programs ...Program) *Result {
 	t.Helper()
-	k := guestKernel(t)
+	return bootConfig(t, Config{Programs: programs})
+}
+
+// bootConfig is boot with the rest of cfg (Files, Timeout, ...) as given;
+// it sets cfg's Kernel, Console and Logger itself.
+func bootConfig(t *testing.T, cfg Config) *Result {
+	t.Helper()
+	programs := cfg.Programs
+	cfg.Kernel = guestKernel(t)
 	logFile, err := os.CreateTemp("", "workcell-vm-"+t.Name()+"-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
 	t.Logf("guest console: %s", logFile.Name())
-	res, err := Run(context.Background(), Config{
-		Kernel:   k,
-		Programs: programs,
-		Console:  &lineLogger{t: t, prefix: "guest: ", file: logFile},
-		Logger:   slog.New(slog.NewTextHandler(&lineLogger{t: t, prefix: "vm: "}, nil)),
-	})
+	cfg.Console = &lineLogger{t: t, prefix: "guest: ", file: logFile}
+	cfg.Logger = slog.New(slog.NewTextHandler(&lineLogger{t: t, prefix: "vm: "}, nil))
+	res, err := Run(context.Background(), cfg)
 	if res != nil {
 		t.Logf("guest %s: booted in %v, whole run %v", res.Kernel, res.Boot.Round(time.Millisecond), res.Wall.Round(time.Millisecond))
 		for _, p := range res.Programs {
