@@ -100,7 +100,7 @@ func bootConfig(t *testing.T, cfg Config) *Result {
 		t.Fatalf("%v\n(full console: %s)", err, logFile.Name())
 	}
 	for _, p := range res.Failed() {
-		t.Errorf("guest program %s exited %d%s\n%s(full console: %s)", p.Name, p.Code, failSummary(p.Output), tail(p.Output, 80), logFile.Name())
+		t.Errorf("guest program %s exited %d\n%s(full console: %s)\n%s", p.Name, p.Code, tail(p.Output, 80), logFile.Name(), failSummary(p.Output))
 	}
 	if len(res.Programs) != len(programs) {
 		t.Fatalf("guest ran %d of %d programs (full console: %s)", len(res.Programs), len(programs), logFile.Name())
@@ -141,6 +141,9 @@ func goTests(out string) map[string][2]string {
 	return res
 }
 
+// failSummary names the guest tests that failed and repeats the lines
+// their t.Error calls printed ("file_test.go:N: ..."), so that the end of
+// a long log, which is what CI shows, says what went wrong.
 func failSummary(out string) string {
 	var fails []string
 	tests := goTests(out)
@@ -149,11 +152,19 @@ func failSummary(out string) string {
 			fails = append(fails, name)
 		}
 	}
-	if len(fails) == 0 {
+	var msgs []string
+	for _, line := range strings.Split(out, "\n") {
+		if testMessage.MatchString(line) || strings.HasPrefix(line, "panic: ") {
+			msgs = append(msgs, strings.TrimSpace(line))
+		}
+	}
+	if len(fails) == 0 && len(msgs) == 0 {
 		return ""
 	}
-	return ": failed tests " + strings.Join(fails, ", ")
+	return "failed guest tests: " + strings.Join(fails, ", ") + "\n" + tail(strings.Join(msgs, "\n"), 40)
 }
+
+var testMessage = regexp.MustCompile(`^\s+\S+_test\.go:[0-9]+: `)
 
 func tail(s string, n int) string {
 	lines := strings.SplitAfter(s, "\n")
