@@ -114,7 +114,9 @@ func toIPNet(p netip.Prefix) *net.IPNet {
 }
 
 // ensureLink makes the veth pair, addresses, routes and loopback match.
-func ensureLink(ctx context.Context, host *netlink.Handle, ns vns.NsHandle, hostIf string, gw, work netip.Prefix) error {
+// v4 and v6 are the (gateway, work) address pairs; v6 is zero without
+// IPv6.
+func ensureLink(ctx context.Context, host *netlink.Handle, ns vns.NsHandle, hostIf string, v4, v6 [2]netip.Prefix) error {
 	inner, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("netlink in profile namespace: %w", err)
@@ -155,14 +157,26 @@ func ensureLink(ctx context.Context, host *netlink.Handle, ns vns.NsHandle, host
 			return fmt.Errorf("find eth0 in profile namespace: %w", err)
 		}
 	}
-	if err := host.AddrReplace(hl, &netlink.Addr{IPNet: toIPNet(gw)}); err != nil {
-		return fmt.Errorf("address %s on %s: %w", gw, hostIf, err)
+	for _, pair := range [][2]netip.Prefix{v4, v6} {
+		gw, work := pair[0], pair[1]
+		if !gw.IsValid() {
+			continue
+		}
+		// No duplicate address detection: the /64 is ours alone, and a
+		// tentative address would hold work's IPv6 back for a second.
+		flags := 0
+		if gw.Addr().Is6() {
+			flags = unix.IFA_F_NODAD
+		}
+		if err := host.AddrReplace(hl, &netlink.Addr{IPNet: toIPNet(gw), Flags: flags}); err != nil {
+			return fmt.Errorf("address %s on %s: %w", gw, hostIf, err)
+		}
+		if err := inner.AddrReplace(el, &netlink.Addr{IPNet: toIPNet(work), Flags: flags}); err != nil {
+			return fmt.Errorf("address %s on eth0: %w", work, err)
+		}
 	}
 	if err := host.LinkSetUp(hl); err != nil {
 		return fmt.Errorf("set %s up: %w", hostIf, err)
-	}
-	if err := inner.AddrReplace(el, &netlink.Addr{IPNet: toIPNet(work)}); err != nil {
-		return fmt.Errorf("address %s on eth0: %w", work, err)
 	}
 	for _, l := range []netlink.Link{el} {
 		if err := inner.LinkSetUp(l); err != nil {
@@ -185,9 +199,19 @@ func ensureLink(ctx context.Context, host *netlink.Handle, ns vns.NsHandle, host
 	if err := waitOperUp(ctx, inner, "eth0"); err != nil {
 		return err
 	}
-	def := &netlink.Route{LinkIndex: el.Attrs().Index, Dst: toIPNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: gw.Addr().AsSlice()}
-	if err := inner.RouteReplace(def); err != nil {
-		return fmt.Errorf("default route via %s: %w", gw.Addr(), err)
+	for _, pair := range [][2]netip.Prefix{v4, v6} {
+		gw := pair[0]
+		if !gw.IsValid() {
+			continue
+		}
+		dflt := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if gw.Addr().Is6() {
+			dflt = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		def := &netlink.Route{LinkIndex: el.Attrs().Index, Dst: toIPNet(dflt), Gw: gw.Addr().AsSlice()}
+		if err := inner.RouteReplace(def); err != nil {
+			return fmt.Errorf("default route via %s: %w", gw.Addr(), err)
+		}
 	}
 	return nil
 }

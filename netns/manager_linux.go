@@ -26,8 +26,17 @@ import (
 // DefaultPool is the address pool when WithPool is not given.
 var DefaultPool = netip.MustParsePrefix("10.231.0.0/16")
 
+// DefaultPool6 is the IPv6 pool when WithPool6 is not given: a unique
+// local /48 ("work" in its global ID), whose /64s go to the profiles. Work
+// leaves with the uplink's address (masqueraded), so the prefix never
+// shows outside; since its source is a ULA, work's programs prefer IPv4
+// where a destination has both and use IPv6 where it has only that.
+var DefaultPool6 = netip.MustParsePrefix("fd77:6f72:6b00::/48")
+
 type options struct {
 	pool       netip.Prefix
+	pool6      netip.Prefix
+	noIPv6     bool
 	log        *slog.Logger
 	hostNS     string
 	resolvConf string
@@ -46,6 +55,24 @@ func WithPool(p netip.Prefix) Option {
 		o.pool = p
 		return nil
 	}
+}
+
+// WithPool6 sets the IPv6 pool profiles' /64 subnets come from (default
+// DefaultPool6). It must not overlap a network the host is connected to.
+func WithPool6(p netip.Prefix) Option {
+	return func(o *options) error {
+		if err := validPool6(p); err != nil {
+			return err
+		}
+		o.pool6 = p
+		return nil
+	}
+}
+
+// WithoutIPv6 gives profiles no IPv6 at all (all their IPv6 is dropped).
+// Without it, profiles get IPv6 whenever the host namespace has it on.
+func WithoutIPv6() Option {
+	return func(o *options) error { o.noIPv6 = true; return nil }
 }
 
 // WithLogger sets where the Manager logs (default: nowhere).
@@ -78,6 +105,7 @@ type Manager struct {
 	runDir     string
 	stateFile  string
 	pool       netip.Prefix
+	pool6      netip.Prefix // zero: no IPv6
 	log        *slog.Logger
 	resolvConf string
 	hostNS     vns.NsHandle
@@ -91,7 +119,7 @@ type Manager struct {
 // NewManager opens the state in stateFile (creating none until needed) and
 // pins namespaces under runDir/netns.
 func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
-	o := options{pool: DefaultPool, log: slog.New(slog.NewTextHandler(io.Discard, nil)), resolvConf: "/etc/resolv.conf"}
+	o := options{pool: DefaultPool, pool6: DefaultPool6, log: slog.New(slog.NewTextHandler(io.Discard, nil)), resolvConf: "/etc/resolv.conf"}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -115,7 +143,14 @@ func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
 		h.Close()
 		return nil, fmt.Errorf("netlink in host namespace: %w", err)
 	}
-	if m.st, err = loadState(stateFile, o.pool); err != nil {
+	if !o.noIPv6 {
+		if why := ipv6Off(h); why != "" {
+			m.log.Info("profiles get no IPv6", "reason", why)
+		} else {
+			m.pool6 = o.pool6
+		}
+	}
+	if m.st, err = loadState(stateFile, o.pool, m.pool6); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -134,14 +169,38 @@ func (m *Manager) Close() error {
 	return m.hostNS.Close()
 }
 
+// ipv6Off says why the host namespace behind h cannot carry IPv6 for
+// work, or "" when it can.
+func ipv6Off(h vns.NsHandle) string {
+	var why string
+	err := inNS(h, func() error {
+		b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+		switch {
+		case err != nil:
+			why = "the kernel has no IPv6"
+		case strings.TrimSpace(string(b)) != "0":
+			why = "IPv6 is disabled on the host (net.ipv6.conf.all.disable_ipv6)"
+		}
+		return nil
+	})
+	if err != nil {
+		return err.Error()
+	}
+	return why
+}
+
+func (m *Manager) pools() pools { return pools{V4: m.pool, V6: m.pool6} }
+
 func (m *Manager) checkPoolOverlap() error {
 	addrs, err := m.hostAddrs()
 	if err != nil {
 		return err
 	}
 	for _, a := range addrs {
-		if a.prefix.Overlaps(m.pool) {
-			return fmt.Errorf("address pool %s overlaps %s on %s: %w", m.pool, a.prefix.Masked(), a.link, ErrInvalid)
+		for _, pool := range []netip.Prefix{m.pool, m.pool6} {
+			if pool.IsValid() && a.prefix.Overlaps(pool) {
+				return fmt.Errorf("address pool %s overlaps %s on %s: %w", pool, a.prefix.Masked(), a.link, ErrInvalid)
+			}
 		}
 	}
 	return nil
@@ -174,7 +233,11 @@ func (m *Manager) hostAddrs() ([]hostAddr, error) {
 				continue
 			}
 			ones, _ := a.Mask.Size()
-			out = append(out, hostAddr{link: name, prefix: netip.PrefixFrom(ip.Unmap(), ones)})
+			ip = ip.Unmap()
+			if ip.Is6() && ip.IsLinkLocalUnicast() {
+				continue // fe80::/10 is never reachable from work anyway
+			}
+			out = append(out, hostAddr{link: name, prefix: netip.PrefixFrom(ip, ones)})
 		}
 	}
 	return out, nil
@@ -267,7 +330,7 @@ func (m *Manager) refs() []profileRef {
 	var out []profileRef
 	for _, name := range slices.Sorted(maps.Keys(m.st.Profiles)) {
 		p := m.st.Profiles[name]
-		out = append(out, profileRef{Name: name, HostIf: p.HostIf, Subnet: p.Subnet})
+		out = append(out, profileRef{Name: name, HostIf: p.HostIf, Subnet: p.Subnet, Subnet6: p.Subnet6})
 	}
 	return out
 }
@@ -310,7 +373,23 @@ func (m *Manager) ensure(ctx context.Context, profile string, s Settings) (*Info
 		}
 		m.log.Info("allocated profile subnet", "profile", profile, "subnet", sub)
 	}
+	if m.pool6.IsValid() && !ps.Subnet6.IsValid() {
+		sub6, err := m.st.allocate6(m.pool6)
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", profile, err)
+		}
+		ps.Subnet6 = sub6
+		if err := m.st.save(m.stateFile); err != nil {
+			ps.Subnet6 = netip.Prefix{}
+			return nil, err
+		}
+		m.log.Info("allocated profile IPv6 subnet", "profile", profile, "subnet", sub6)
+	}
 	gw, work := subnetAddrs(ps.Subnet)
+	var gw6, work6 netip.Prefix
+	if ps.Subnet6.IsValid() {
+		gw6, work6 = subnetAddrs(ps.Subnet6)
+	}
 
 	path := m.nsPath(profile)
 	ns, ok := openPinned(path)
@@ -328,11 +407,11 @@ func (m *Manager) ensure(ctx context.Context, profile string, s Settings) (*Info
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureLink(ctx, m.host, ns, hostIf, gw, work); err != nil {
+	if err := ensureLink(ctx, m.host, ns, hostIf, [2]netip.Prefix{gw, work}, [2]netip.Prefix{gw6, work6}); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", profile, err)
 	}
 	return &Info{
-		NSPath: path, Addr: work, Gateway: gw, HostIf: hostIf,
+		NSPath: path, Addr: work, Gateway: gw, Addr6: work6, Gateway6: gw6, HostIf: hostIf,
 		DNS: pr.DNS, ResolvConf: resolvConf(pr.DNS),
 	}, nil
 }
@@ -355,8 +434,8 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 	if err != nil {
 		return profileRules{}, fmt.Errorf("profile %s: %w", profile, err)
 	}
-	ref := profileRef{Name: profile, HostIf: ps.HostIf, Subnet: ps.Subnet}
-	pr, err := buildProfile(ref, m.pool, s, facts)
+	ref := profileRef{Name: profile, HostIf: ps.HostIf, Subnet: ps.Subnet, Subnet6: ps.Subnet6}
+	pr, err := buildProfile(ref, m.pools(), s, facts)
 	if err != nil {
 		return profileRules{}, fmt.Errorf("profile %s: %w", profile, err)
 	}
@@ -374,19 +453,19 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 	}
 	prev, known := m.applied[profile]
 	if !known && ps.Settings != nil {
-		prev, err = buildProfile(ref, m.pool, *ps.Settings, facts)
+		prev, err = buildProfile(ref, m.pools(), *ps.Settings, facts)
 		known = err == nil
 	}
 	// A chain found empty or missing was repaired: while it was gone, work
 	// may have opened what the rules forbid.
 	cut := !known || !widens(prev, pr) || !m.chainHasRules(c, objName(profile, "out"))
-	err = hostBatch(c, m.pool, m.refs(), map[string]profileRules{profile: pr}, nil, tableObjects{})
+	err = hostBatch(c, m.pools(), m.refs(), map[string]profileRules{profile: pr}, nil, tableObjects{})
 	if err == nil {
 		err = c.Flush()
 	}
 	if err != nil {
 		if ps.Settings != nil {
-			if old, berr := buildProfile(ref, m.pool, *ps.Settings, facts); berr == nil {
+			if old, berr := buildProfile(ref, m.pools(), *ps.Settings, facts); berr == nil {
 				if rerr := m.flushInner(ns, old); rerr != nil {
 					m.log.Error("restore profile namespace rules", "profile", profile, "err", rerr)
 				}
@@ -405,8 +484,7 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 	}
 	if cut {
 		// After the commit, so no entry the old rules admitted survives.
-		_, work := subnetAddrs(ps.Subnet)
-		if err := m.cutConnections(work.Addr()); err != nil {
+		if err := m.cutConnections(ps); err != nil {
 			return profileRules{}, fmt.Errorf("profile %s: rules applied, but running connections were not cut: %w", profile, err)
 		}
 	}
@@ -425,19 +503,30 @@ func (m *Manager) chainHasRules(c *nftables.Conn, chain string) bool {
 // (and, for good measure, any towards it): their next packet is new to the
 // firewall and meets the rules now in place, so a narrowed allow-list or a
 // stricter mode cuts running connections too.
-func (m *Manager) cutConnections(work netip.Addr) error {
-	from, to := &netlink.ConntrackFilter{}, &netlink.ConntrackFilter{}
-	if err := from.AddIP(netlink.ConntrackOrigSrcIP, work.AsSlice()); err != nil {
-		return err
+func (m *Manager) cutConnections(ps *profileState) error {
+	for _, sub := range []netip.Prefix{ps.Subnet, ps.Subnet6} {
+		if !sub.IsValid() {
+			continue
+		}
+		_, w := subnetAddrs(sub)
+		work := w.Addr()
+		from, to := &netlink.ConntrackFilter{}, &netlink.ConntrackFilter{}
+		if err := from.AddIP(netlink.ConntrackOrigSrcIP, work.AsSlice()); err != nil {
+			return err
+		}
+		if err := to.AddIP(netlink.ConntrackOrigDstIP, work.AsSlice()); err != nil {
+			return err
+		}
+		family := netlink.InetFamily(unix.AF_INET)
+		if work.Is6() {
+			family = unix.AF_INET6
+		}
+		n, err := m.host.ConntrackDeleteFilters(netlink.ConntrackTable, family, from, to)
+		if err != nil {
+			return fmt.Errorf("delete conntrack entries of %s: %w", work, err)
+		}
+		m.log.Info("cut running connections", "addr", work, "entries", n)
 	}
-	if err := to.AddIP(netlink.ConntrackOrigDstIP, work.AsSlice()); err != nil {
-		return err
-	}
-	n, err := m.host.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, from, to)
-	if err != nil {
-		return fmt.Errorf("delete conntrack entries of %s: %w", work, err)
-	}
-	m.log.Info("cut running connections", "addr", work, "entries", n)
 	return nil
 }
 
@@ -452,41 +541,119 @@ func (m *Manager) flushInner(ns vns.NsHandle, pr profileRules) error {
 	return c.Flush()
 }
 
-// enableForwarding turns on IPv4 forwarding in the host namespace and
-// remembers whether it was off, so the last Remove can restore it.
+// enableForwarding turns on IPv4 forwarding (and IPv6 forwarding, when
+// profiles get IPv6) in the host namespace and remembers what it changed,
+// so the last Remove can put it back.
 func (m *Manager) enableForwarding() error {
 	return inNS(m.hostNS, func() error {
-		const p = "/proc/sys/net/ipv4/ip_forward"
-		b, err := os.ReadFile(p)
+		changed := false
+		on, err := sysctlOn("net/ipv4/ip_forward")
 		if err != nil {
-			return fmt.Errorf("read ip_forward: %w", err)
+			return err
 		}
-		if strings.TrimSpace(string(b)) == "1" {
+		if !on {
+			if err := writeSysctl("net/ipv4/ip_forward", "1"); err != nil {
+				return err
+			}
+			m.log.Info("enabled IPv4 forwarding")
+			if !m.st.ForwardingSet {
+				m.st.ForwardingSet, m.st.ForwardingWasOff = true, true
+			}
+			changed = true
+		}
+		if m.pool6.IsValid() {
+			on, err := sysctlOn("net/ipv6/conf/all/forwarding")
+			if err != nil {
+				return err
+			}
+			if !on {
+				if err := m.enableForwarding6(); err != nil {
+					return err
+				}
+				changed = true
+			}
+		}
+		if !changed {
 			return nil
-		}
-		if err := os.WriteFile(p, []byte("1\n"), 0o644); err != nil {
-			return fmt.Errorf("enable ip_forward: %w", err)
-		}
-		m.log.Info("enabled IPv4 forwarding")
-		if !m.st.ForwardingSet {
-			m.st.ForwardingSet, m.st.ForwardingWasOff = true, true
 		}
 		return m.st.save(m.stateFile)
 	})
 }
 
+// enableForwarding6 turns IPv6 forwarding on. A forwarding host ignores
+// router advertisements on interfaces whose accept_ra is 1, which would
+// cost the phone its own IPv6 addresses and routes at the next renewal, so
+// those (and the default for interfaces yet to come) are raised to 2
+// first. Runs in the host namespace.
+func (m *Manager) enableForwarding6() error {
+	entries, err := os.ReadDir("/proc/sys/net/ipv6/conf")
+	if err != nil {
+		return fmt.Errorf("list IPv6 interface settings: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if name == "all" || name == "lo" || strings.HasPrefix(name, hostIfPrefix) {
+			continue
+		}
+		key := "net/ipv6/conf/" + name + "/accept_ra"
+		b, err := os.ReadFile("/proc/sys/" + key)
+		if err != nil || strings.TrimSpace(string(b)) != "1" {
+			continue
+		}
+		if err := writeSysctl(key, "2"); err != nil {
+			return err
+		}
+		m.st.AcceptRARaised = append(m.st.AcceptRARaised, name)
+	}
+	if err := writeSysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
+		return err
+	}
+	m.st.Forwarding6Set = true
+	m.log.Info("enabled IPv6 forwarding", "accept_ra_raised", m.st.AcceptRARaised)
+	return nil
+}
+
+func sysctlOn(key string) (bool, error) {
+	b, err := os.ReadFile("/proc/sys/" + key)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", strings.ReplaceAll(key, "/", "."), err)
+	}
+	return strings.TrimSpace(string(b)) != "0", nil
+}
+
+func writeSysctl(key, v string) error {
+	if err := os.WriteFile("/proc/sys/"+key, []byte(v+"\n"), 0o644); err != nil {
+		return fmt.Errorf("set %s=%s: %w", strings.ReplaceAll(key, "/", "."), v, err)
+	}
+	return nil
+}
+
 func (m *Manager) restoreForwarding() error {
-	if !m.st.ForwardingSet || !m.st.ForwardingWasOff {
+	if !m.st.ForwardingWasOff && !m.st.Forwarding6Set {
 		return nil
 	}
 	err := inNS(m.hostNS, func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("0\n"), 0o644)
+		var errs []error
+		if m.st.ForwardingSet && m.st.ForwardingWasOff {
+			errs = append(errs, writeSysctl("net/ipv4/ip_forward", "0"))
+		}
+		if m.st.Forwarding6Set {
+			errs = append(errs, writeSysctl("net/ipv6/conf/all/forwarding", "0"))
+			for _, name := range m.st.AcceptRARaised {
+				key := "net/ipv6/conf/" + name + "/accept_ra"
+				if _, err := os.Stat("/proc/sys/" + key); err == nil {
+					errs = append(errs, writeSysctl(key, "1"))
+				}
+			}
+		}
+		return errors.Join(errs...)
 	})
 	if err != nil {
-		return fmt.Errorf("restore ip_forward: %w", err)
+		return fmt.Errorf("restore forwarding: %w", err)
 	}
 	m.st.ForwardingSet, m.st.ForwardingWasOff = false, false
-	m.log.Info("restored IPv4 forwarding to off")
+	m.st.Forwarding6Set, m.st.AcceptRARaised = false, nil
+	m.log.Info("restored forwarding settings")
 	return m.st.save(m.stateFile)
 }
 
@@ -555,7 +722,7 @@ func (m *Manager) remove(profiles []string) error {
 		// The last profile takes the whole table with it.
 		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
 		c.DelTable(t)
-	} else if err := hostBatch(c, m.pool, keep, nil, profiles, existing); err != nil {
+	} else if err := hostBatch(c, m.pools(), keep, nil, profiles, existing); err != nil {
 		return err
 	}
 	if err := c.Flush(); err != nil {
@@ -600,10 +767,13 @@ func (m *Manager) Show(ctx context.Context, profile string) (Status, error) {
 	}
 	gw, work := subnetAddrs(ps.Subnet)
 	st := Status{Profile: profile, Info: Info{NSPath: m.nsPath(profile), Addr: work, Gateway: gw, HostIf: ps.HostIf}}
+	if ps.Subnet6.IsValid() {
+		st.Info.Gateway6, st.Info.Addr6 = subnetAddrs(ps.Subnet6)
+	}
 	if ps.Settings != nil {
 		st.Settings = *ps.Settings
 		if facts, err := m.facts(); err == nil {
-			st.Info.DNS = effectiveDNS(*ps.Settings, facts)
+			st.Info.DNS = effectiveDNS(*ps.Settings, facts, ps.Subnet6.IsValid())
 			st.Info.ResolvConf = resolvConf(st.Info.DNS)
 		}
 	}

@@ -14,7 +14,8 @@ import (
 )
 
 var (
-	typeAddrProtoPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	typeAddrProtoPort  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	typeAddr6ProtoPort = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
 )
 
 // batchBufBytes sizes the netlink socket buffers: a batch holding
@@ -87,8 +88,14 @@ func (b *batch) replaceSet(s setSpec) error {
 		set.KeyType = nftables.TypeIFName
 	case setAddr:
 		set.KeyType, set.Interval = nftables.TypeIPAddr, true
+		if s.V6 {
+			set.KeyType = nftables.TypeIP6Addr
+		}
 	case setAddrProtoPort:
 		set.KeyType, set.Interval, set.Concatenation = typeAddrProtoPort, true, true
+		if s.V6 {
+			set.KeyType = typeAddr6ProtoPort
+		}
 	}
 	if err := b.c.AddSet(set, nil); err != nil {
 		return fmt.Errorf("set %s: %w", s.Name, err)
@@ -102,16 +109,22 @@ func (b *batch) replaceSet(s setSpec) error {
 		}
 	case setAddr:
 		for _, r := range s.Elems {
-			lo, hi := v4Range(r.Prefix)
-			elems = append(elems, nftables.SetElement{Key: be32(lo)})
-			if hi != ^uint32(0) {
-				elems = append(elems, nftables.SetElement{Key: be32(hi + 1), IntervalEnd: true})
+			if err := checkFamily(s, r); err != nil {
+				return err
+			}
+			rg := rangeOf(r.Prefix)
+			elems = append(elems, nftables.SetElement{Key: rg.lo.AsSlice()})
+			if end := rg.hi.Next(); end.IsValid() {
+				elems = append(elems, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
 			}
 		}
 	case setAddrProtoPort:
 		for _, r := range s.Elems {
-			lo, hi := v4Range(r.Prefix)
-			elems = append(elems, nftables.SetElement{Key: appKey(lo, r.Proto, r.Port), KeyEnd: appKey(hi, r.Proto, r.Port)})
+			if err := checkFamily(s, r); err != nil {
+				return err
+			}
+			rg := rangeOf(r.Prefix)
+			elems = append(elems, nftables.SetElement{Key: appKey(rg.lo, r.Proto, r.Port), KeyEnd: appKey(rg.hi, r.Proto, r.Port)})
 		}
 	}
 	// One message per chunk: a netlink attribute holds at most 64 KiB.
@@ -124,7 +137,12 @@ func (b *batch) replaceSet(s setSpec) error {
 	return nil
 }
 
-func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+func checkFamily(s setSpec, r Rule) error {
+	if r.Prefix.Addr().Is6() != s.V6 {
+		return fmt.Errorf("set %s: element %s is of the other address family", s.Name, r)
+	}
+	return nil
+}
 
 func protoNum(p string) byte {
 	if p == "udp" {
@@ -133,10 +151,10 @@ func protoNum(p string) byte {
 	return unix.IPPROTO_TCP
 }
 
-// appKey is one ipv4_addr . inet_proto . inet_service key, each field padded
-// to a 32-bit register.
-func appKey(addr uint32, proto string, port uint16) []byte {
-	k := be32(addr)
+// appKey is one ipv4_addr (or ipv6_addr) . inet_proto . inet_service key,
+// each field padded to 32-bit registers.
+func appKey(addr netip.Addr, proto string, port uint16) []byte {
+	k := addr.AsSlice()
 	k = append(k, protoNum(proto), 0, 0, 0)
 	k = binary.BigEndian.AppendUint16(k, port)
 	return append(k, 0, 0)
@@ -171,11 +189,6 @@ func ifMatch(key expr.MetaKey, name string) []expr.Any {
 	}
 }
 
-var nfprotoIPv4 = []expr.Any{
-	&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-	&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
-}
-
 // exprs renders one rule; it mirrors ruleSpec.String.
 func (b *batch) exprs(r ruleSpec) ([]expr.Any, error) {
 	var e []expr.Any
@@ -196,40 +209,64 @@ func (b *batch) exprs(r ruleSpec) ([]expr.Any, error) {
 		}
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, l)
 	}
+	// The address fields of the header the rule reads: offset of saddr,
+	// of daddr, and their length.
+	nfproto, sOff, dOff, alen := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16), uint32(4)
+	if r.IP6 {
+		nfproto, sOff, dOff, alen = unix.NFPROTO_IPV6, 8, 24, 16
+	}
 	if r.Saddr.IsValid() || r.DaddrSet != "" || r.DaddrPPSet != "" {
-		e = append(e, nfprotoIPv4...)
+		e = append(e, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}})
+	}
+	if r.ICMPv6Type != 0 {
+		e = append(e,
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{r.ICMPv6Type}})
 	}
 	if r.Saddr.IsValid() {
-		lo, _ := v4Range(r.Saddr)
-		mask := be32(^uint32(0) << (32 - r.Saddr.Bits()))
+		if r.Saddr.Addr().Is6() != r.IP6 {
+			return nil, fmt.Errorf("source %s does not match the rule's address family", r.Saddr)
+		}
 		op := expr.CmpOpEq
 		if r.SaddrNeg {
 			op = expr.CmpOpNeq
 		}
-		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4})
-		if r.Saddr.Bits() < 32 {
-			e = append(e, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}})
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: sOff, Len: alen})
+		if r.Saddr.Bits() < r.Saddr.Addr().BitLen() {
+			mb := make([]byte, alen)
+			for i := range r.Saddr.Bits() {
+				mb[i/8] |= 0x80 >> (i % 8)
+			}
+			e = append(e, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: alen, Mask: mb, Xor: make([]byte, alen)})
 		}
-		e = append(e, &expr.Cmp{Op: op, Register: 1, Data: be32(lo)})
+		e = append(e, &expr.Cmp{Op: op, Register: 1, Data: r.Saddr.Masked().Addr().AsSlice()})
 	}
 	if r.DaddrSet != "" {
 		l, err := b.lookup(r.DaddrSet, 1, false)
 		if err != nil {
 			return nil, err
 		}
-		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, l)
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: dOff, Len: alen}, l)
 	}
 	if r.DaddrPPSet != "" {
 		l, err := b.lookup(r.DaddrPPSet, 1, false)
 		if err != nil {
 			return nil, err
 		}
-		// Registers 9 and 10 are the 32-bit slots right after the address
-		// loaded into register 1, as nft lays out a concatenation.
+		// Protocol and port go in the 32-bit registers right after the
+		// address loaded into register 1 (NFT_REG32_00 is 8), as nft lays
+		// out a concatenation: 9 and 10 after an IPv4 address, 12 and 13
+		// after an IPv6 one.
+		next := 8 + alen/4
 		e = append(e,
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 9},
-			&expr.Payload{DestRegister: 10, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: dOff, Len: alen},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: next},
+			&expr.Payload{DestRegister: next + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			l)
 	}
 	if len(r.CtState) > 0 {
@@ -273,7 +310,7 @@ func (b *batch) exprs(r ruleSpec) ([]expr.Any, error) {
 // hostBatch fills a batch for the host table: the base chains for all
 // profiles, the full objects of the profiles in full, and the removal of
 // the objects of profiles in gone.
-func hostBatch(c *nftables.Conn, pool netip.Prefix, all []profileRef, full map[string]profileRules, gone []string, existing tableObjects) error {
+func hostBatch(c *nftables.Conn, pl pools, all []profileRef, full map[string]profileRules, gone []string, existing tableObjects) error {
 	b := newBatch(c)
 	prio := nftables.ChainPriorityFilter
 	srcnat := nftables.ChainPriorityNATSource
@@ -306,7 +343,7 @@ func hostBatch(c *nftables.Conn, pool netip.Prefix, all []profileRef, full map[s
 			return fmt.Errorf("profile %s: %w", name, err)
 		}
 	}
-	for chain, rules := range baseRules(all, pool) {
+	for chain, rules := range baseRules(all, pl) {
 		if err := b.replaceRules(base[chain], rules); err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -55,6 +56,7 @@ const (
 type setSpec struct {
 	Name    string
 	Kind    setKind
+	V6      bool     // ipv6_addr instead of ipv4_addr
 	Ifnames []string // setIfname
 	Elems   []Rule   // setAddr (Proto empty) and setAddrProtoPort
 }
@@ -80,6 +82,8 @@ func (s setSpec) String() string {
 // order, then the counter, then the verdict.
 type ruleSpec struct {
 	NFProtoIPv6 bool   // meta nfproto ipv6
+	IP6         bool   // address matches read the IPv6 header (ip6 ...), not IPv4's
+	ICMPv6Type  uint8  // icmpv6 type N (when not 0)
 	IIf         string // iifname; a trailing '*' matches a prefix
 	OIf         string // oifname; a trailing '*' matches a prefix, a leading '!' negates
 	OIfSet      string // oifname @set
@@ -98,6 +102,10 @@ func (r ruleSpec) String() string {
 	if r.NFProtoIPv6 {
 		p = append(p, "meta nfproto ipv6")
 	}
+	ip := "ip"
+	if r.IP6 {
+		ip = "ip6"
+	}
 	if r.IIf != "" {
 		p = append(p, fmt.Sprintf("iifname %q", r.IIf))
 	}
@@ -115,18 +123,21 @@ func (r ruleSpec) String() string {
 		}
 		p = append(p, "oifname "+op+"@"+r.OIfSet)
 	}
+	if r.ICMPv6Type != 0 {
+		p = append(p, fmt.Sprintf("icmpv6 type %d", r.ICMPv6Type))
+	}
 	if r.Saddr.IsValid() {
 		op := ""
 		if r.SaddrNeg {
 			op = "!= "
 		}
-		p = append(p, "ip saddr "+op+r.Saddr.String())
+		p = append(p, ip+" saddr "+op+r.Saddr.String())
 	}
 	if r.DaddrSet != "" {
-		p = append(p, "ip daddr @"+r.DaddrSet)
+		p = append(p, ip+" daddr @"+r.DaddrSet)
 	}
 	if r.DaddrPPSet != "" {
-		p = append(p, "ip daddr . meta l4proto . th dport @"+r.DaddrPPSet)
+		p = append(p, ip+" daddr . meta l4proto . th dport @"+r.DaddrPPSet)
 	}
 	if len(r.CtState) > 0 {
 		p = append(p, "ct state "+strings.Join(r.CtState, ","))
@@ -142,10 +153,14 @@ func (r ruleSpec) String() string {
 
 // profileRef is what the base chains need to know of a profile.
 type profileRef struct {
-	Name   string
-	HostIf string
-	Subnet netip.Prefix
+	Name    string
+	HostIf  string
+	Subnet  netip.Prefix
+	Subnet6 netip.Prefix // zero without IPv6
 }
+
+// pools are the address pools of all profiles; V6 is zero without IPv6.
+type pools struct{ V4, V6 netip.Prefix }
 
 // hostFacts are what the rules need to know of the host, gathered at apply
 // time.
@@ -179,6 +194,52 @@ var notPublic = mustPrefixes(
 // neverReachable are denied in every mode, whatever the allow-list says.
 var neverReachable = mustPrefixes("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4")
 
+// notPublic6 and neverReachable6 are their IPv6 counterparts: unique
+// local and site-local, discard-only and the local-use NAT64 prefix are not
+// public; unspecified, loopback, IPv4-mapped, link-local and multicast are
+// never reachable. (Documentation ranges, like their IPv4 twins, are left
+// alone: the tests use them as "the internet".)
+var (
+	notPublic6      = mustPrefixes("fc00::/7", "fec0::/10", "100::/64", "64:ff9b:1::/48")
+	neverReachable6 = mustPrefixes("::/128", "::1/128", "::ffff:0:0/96", "fe80::/10", "ff00::/8")
+)
+
+// ICMPv6 neighbour discovery: work and the host resolve each other's link
+// addresses over the veth with these (IPv4's ARP is not IP, nftables' inet
+// family never sees it).
+const (
+	icmpv6NeighborSolicit = 135
+	icmpv6NeighborAdvert  = 136
+)
+
+// ndAccept accepts neighbour discovery on the interfaces that match ifname
+// (iif when in, else oif).
+func ndAccept(ifname string, in bool) []ruleSpec {
+	var out []ruleSpec
+	for _, t := range []uint8{icmpv6NeighborSolicit, icmpv6NeighborAdvert} {
+		r := ruleSpec{ICMPv6Type: t, Verdict: "accept"}
+		if in {
+			r.IIf = ifname
+		} else {
+			r.OIf = ifname
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// byFamily splits rules into IPv4 and IPv6 destinations.
+func byFamily(rules []Rule) (v4, v6 []Rule) {
+	for _, r := range rules {
+		if r.Prefix.Addr().Is4() {
+			v4 = append(v4, r)
+		} else {
+			v6 = append(v6, r)
+		}
+	}
+	return v4, v6
+}
+
 func mustPrefixes(ss ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(ss))
 	for i, s := range ss {
@@ -189,13 +250,15 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 
 // effectiveDNS picks the profile's resolvers: its own, or else the host's
 // upstream ones that work may reach (never loopback, never the host itself).
-func effectiveDNS(s Settings, h hostFacts) []netip.Addr {
+// IPv6 resolvers count only when the profile has IPv6.
+func effectiveDNS(s Settings, h hostFacts, v6 bool) []netip.Addr {
+	usable := func(a netip.Addr) bool { return a.Is4() || v6 }
 	if len(s.DNS) > 0 {
-		return slices.Clone(s.DNS)
+		return slices.Clone(s.DNS) // buildProfile refuses IPv6 ones without IPv6
 	}
 	var out []netip.Addr
 	for _, a := range h.DNS {
-		if a.Is4() && !a.IsLoopback() && !a.IsUnspecified() && !slices.Contains(h.Local, a) && !slices.Contains(out, a) {
+		if usable(a) && routableUnicast(a) && !slices.Contains(h.Local, a) && !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
@@ -204,11 +267,24 @@ func effectiveDNS(s Settings, h hostFacts) []netip.Addr {
 
 // buildProfile is the pure heart of the package: from a profile, its
 // settings and the host's facts to the exact rules that must be in place.
-func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (profileRules, error) {
+func buildProfile(p profileRef, pl pools, s Settings, h hostFacts) (profileRules, error) {
 	if err := s.Validate(); err != nil {
 		return profileRules{}, err
 	}
-	dns := effectiveDNS(s, h)
+	v6 := p.Subnet6.IsValid()
+	if !v6 {
+		for i, a := range s.DNS {
+			if a.Is6() {
+				return profileRules{}, fmt.Errorf("dns[%d] %s: this profile has no IPv6 (IPv6 is off on the host or in the daemon): %w", i, a, ErrInvalid)
+			}
+		}
+		for i, ep := range s.VPNEndpoints {
+			if ep.Addr().Is6() {
+				return profileRules{}, fmt.Errorf("vpn_endpoints[%d] %s: this profile has no IPv6 (IPv6 is off on the host or in the daemon): %w", i, ep, ErrInvalid)
+			}
+		}
+	}
+	dns := effectiveDNS(s, h, v6)
 	for _, a := range dns {
 		if slices.Contains(h.Local, a) {
 			return profileRules{}, fmt.Errorf("dns %s is an address of the host, which work may never reach: %w", a, ErrInvalid)
@@ -224,15 +300,18 @@ func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (pro
 	}
 	uplinks = sortedUnique(uplinks)
 
-	deny := append(slices.Clone(neverReachable), pool.Masked())
+	deny := slices.Concat(neverReachable, neverReachable6, []netip.Prefix{pl.V4.Masked()})
+	if pl.V6.IsValid() {
+		deny = append(deny, pl.V6.Masked())
+	}
 	for _, c := range h.Connected {
-		if c.Addr().Is4() {
+		if c.Addr().Zone() == "" && !c.Addr().Is4In6() {
 			deny = append(deny, c.Masked())
 		}
 	}
 	var allow, allowPP []Rule
 	if s.Mode == ModeDirect && len(s.Allow) == 0 {
-		deny = append(deny, notPublic...)
+		deny = slices.Concat(deny, notPublic, notPublic6)
 	}
 	for _, a := range s.Allow {
 		if a.Proto == "" {
@@ -244,12 +323,12 @@ func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (pro
 	var dnsPP []Rule
 	for _, a := range dns {
 		for _, proto := range []string{"tcp", "udp"} {
-			dnsPP = append(dnsPP, Rule{Prefix: netip.PrefixFrom(a, 32), Proto: proto, Port: 53})
+			dnsPP = append(dnsPP, Rule{Prefix: netip.PrefixFrom(a, a.BitLen()), Proto: proto, Port: 53})
 		}
 	}
 	var vpn, vpnPP []Rule
 	for _, ep := range s.VPNEndpoints {
-		pfx := netip.PrefixFrom(ep.Addr(), 32)
+		pfx := netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen())
 		if ep.Port() == 0 {
 			vpn = append(vpn, Rule{Prefix: pfx})
 			continue
@@ -264,14 +343,34 @@ func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (pro
 	if s.Mode != ModeDirect {
 		allow, allowPP, dnsPP = nil, nil, nil
 	}
-	r.Sets = []setSpec{
-		{Name: n("up"), Kind: setIfname, Ifnames: uplinks},
-		{Name: n("deny"), Kind: setAddr, Elems: normalize(prefixRules(deny))},
-		{Name: n("dns"), Kind: setAddrProtoPort, Elems: normalize(dnsPP)},
-		{Name: n("allow"), Kind: setAddr, Elems: normalize(allow)},
-		{Name: n("allowpp"), Kind: setAddrProtoPort, Elems: normalize(allowPP)},
-		{Name: n("vpn"), Kind: setAddr, Elems: normalize(vpn)},
-		{Name: n("vpnpp"), Kind: setAddrProtoPort, Elems: normalize(vpnPP)},
+	// Each list is a pair of sets, one per family: a set has one key type.
+	pair := func(what string, kind setKind, elems []Rule) []setSpec {
+		v4, v6 := byFamily(elems)
+		return []setSpec{
+			{Name: n(what), Kind: kind, Elems: normalize(v4)},
+			{Name: n(what + "6"), Kind: kind, V6: true, Elems: normalize(v6)},
+		}
+	}
+	r.Sets = slices.Concat(
+		[]setSpec{{Name: n("up"), Kind: setIfname, Ifnames: uplinks}},
+		pair("deny", setAddr, prefixRules(deny)),
+		pair("dns", setAddrProtoPort, dnsPP),
+		pair("allow", setAddr, allow),
+		pair("allowpp", setAddrProtoPort, allowPP),
+		pair("vpn", setAddr, vpn),
+		pair("vpnpp", setAddrProtoPort, vpnPP),
+	)
+	// both matches a set pair: the IPv4 rule, then the IPv6 one.
+	both := func(r ruleSpec) []ruleSpec {
+		r6 := r
+		r6.IP6 = true
+		if r.DaddrSet != "" {
+			r6.DaddrSet += "6"
+		}
+		if r.DaddrPPSet != "" {
+			r6.DaddrPPSet += "6"
+		}
+		return []ruleSpec{r, r6}
 	}
 
 	// From work. Only a connection's first packet meets the sets: the
@@ -291,30 +390,35 @@ func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (pro
 		r.Out = append(r.Out, ruleSpec{Verdict: "drop"})
 		r.In = append(r.In, ruleSpec{Verdict: "drop"})
 	case ModeDirect, ModeVPNLockdown:
+		if v6 {
+			_, work6 := subnetAddrs(p.Subnet6)
+			r.Out = append(r.Out, ruleSpec{IP6: true, Saddr: netip.PrefixFrom(work6.Addr(), 128), SaddrNeg: true, Verdict: "drop"})
+		} else {
+			r.Out = append(r.Out, ruleSpec{NFProtoIPv6: true, Verdict: "drop"})
+		}
 		r.Out = append(r.Out,
-			ruleSpec{NFProtoIPv6: true, Verdict: "drop"},
 			ruleSpec{Saddr: netip.PrefixFrom(workAddr.Addr(), 32), SaddrNeg: true, Verdict: "drop"},
 			ruleSpec{CtState: []string{"established", "related"}, Verdict: "accept"},
 			ruleSpec{OIfSet: n("up"), OIfSetNeg: true, Verdict: "drop"},
 		)
 		if s.Mode == ModeDirect {
 			// Resolvers may sit in the home LAN (the router): port 53 to them only.
-			r.Out = append(r.Out, ruleSpec{DaddrPPSet: n("dns"), Verdict: "accept"})
+			r.Out = append(r.Out, both(ruleSpec{DaddrPPSet: n("dns"), Verdict: "accept"})...)
 		}
-		r.Out = append(r.Out, ruleSpec{DaddrSet: n("deny"), Verdict: "drop"})
+		r.Out = append(r.Out, both(ruleSpec{DaddrSet: n("deny"), Verdict: "drop"})...)
 		switch {
 		case s.Mode == ModeVPNLockdown:
-			r.Out = append(r.Out,
-				ruleSpec{DaddrSet: n("vpn"), Verdict: "accept"},
-				ruleSpec{DaddrPPSet: n("vpnpp"), Verdict: "accept"},
-				ruleSpec{Verdict: "drop"})
+			r.Out = slices.Concat(r.Out,
+				both(ruleSpec{DaddrSet: n("vpn"), Verdict: "accept"}),
+				both(ruleSpec{DaddrPPSet: n("vpnpp"), Verdict: "accept"}),
+				[]ruleSpec{{Verdict: "drop"}})
 		case len(s.Allow) == 0:
 			r.Out = append(r.Out, ruleSpec{Verdict: "accept"})
 		default:
-			r.Out = append(r.Out,
-				ruleSpec{DaddrSet: n("allow"), Verdict: "accept"},
-				ruleSpec{DaddrPPSet: n("allowpp"), Verdict: "accept"},
-				ruleSpec{Verdict: "drop"})
+			r.Out = slices.Concat(r.Out,
+				both(ruleSpec{DaddrSet: n("allow"), Verdict: "accept"}),
+				both(ruleSpec{DaddrPPSet: n("allowpp"), Verdict: "accept"}),
+				[]ruleSpec{{Verdict: "drop"}})
 		}
 		r.In = append(r.In,
 			ruleSpec{CtState: []string{"established", "related"}, Verdict: "accept"},
@@ -324,24 +428,29 @@ func buildProfile(p profileRef, pool netip.Prefix, s Settings, h hostFacts) (pro
 	// Inside the profile: the kill switch. With the tunnel down, traffic falls
 	// back to eth0 and dies here (DNS included); the host-side rules above
 	// hold even if a process in the profile removes this table.
+	vpn4, vpn6 := byFamily(vpn)
+	vpnPP4, vpnPP6 := byFamily(vpnPP)
 	r.InnerSets = []setSpec{
-		{Name: "vpn", Kind: setAddr, Elems: normalize(vpn)},
-		{Name: "vpnpp", Kind: setAddrProtoPort, Elems: normalize(vpnPP)},
+		{Name: "vpn", Kind: setAddr, Elems: normalize(vpn4)},
+		{Name: "vpnpp", Kind: setAddrProtoPort, Elems: normalize(vpnPP4)},
+		{Name: "vpn6", Kind: setAddr, V6: true, Elems: normalize(vpn6)},
+		{Name: "vpnpp6", Kind: setAddrProtoPort, V6: true, Elems: normalize(vpnPP6)},
 	}
 	switch s.Mode {
 	case ModeOffline:
 		r.InnerOut = []ruleSpec{{OIf: "eth0", Verdict: "drop"}}
 		r.InnerIn = []ruleSpec{{IIf: "eth0", Verdict: "drop"}}
 	case ModeVPNLockdown:
-		r.InnerOut = []ruleSpec{
-			{OIf: "eth0", DaddrSet: "vpn", Verdict: "accept"},
-			{OIf: "eth0", DaddrPPSet: "vpnpp", Verdict: "accept"},
-			{OIf: "eth0", Verdict: "drop"},
-		}
-		r.InnerIn = []ruleSpec{
+		// Neighbour discovery first: an IPv6 endpoint is reached through
+		// the gateway, whose link address work must be able to learn.
+		r.InnerOut = slices.Concat(ndAccept("eth0", false),
+			both(ruleSpec{OIf: "eth0", DaddrSet: "vpn", Verdict: "accept"}),
+			both(ruleSpec{OIf: "eth0", DaddrPPSet: "vpnpp", Verdict: "accept"}),
+			[]ruleSpec{{OIf: "eth0", Verdict: "drop"}})
+		r.InnerIn = slices.Concat(ndAccept("eth0", true), []ruleSpec{
 			{IIf: "eth0", CtState: []string{"established", "related"}, Verdict: "accept"},
 			{IIf: "eth0", Verdict: "drop"},
-		}
+		})
 	}
 	return r, nil
 }
@@ -383,14 +492,14 @@ func widens(prev, next profileRules) bool {
 	}
 	var prevDeny, nextDeny, prevRest, nextRest []setSpec
 	for _, s := range prev.Sets {
-		if strings.HasSuffix(s.Name, ":deny") {
+		if isDenySet(s.Name) {
 			prevDeny = append(prevDeny, s)
 		} else {
 			prevRest = append(prevRest, s)
 		}
 	}
 	for _, s := range next.Sets {
-		if strings.HasSuffix(s.Name, ":deny") {
+		if isDenySet(s.Name) {
 			nextDeny = append(nextDeny, s)
 		} else {
 			nextRest = append(nextRest, s)
@@ -399,28 +508,57 @@ func widens(prev, next profileRules) bool {
 	return covers(prevDeny, nextDeny) && covers(nextRest, prevRest) && covers(next.InnerSets, prev.InnerSets)
 }
 
-// rulesCover reports whether every range of inner lies within one merged
-// range of outer with the same protocol and port.
-func rulesCover(outer, inner []Rule) bool {
-	merged := normalize(outer) // sorted, merged per (proto, port)
-	type span struct{ lo, hi uint32 }
-	type key struct {
-		proto string
-		port  uint16
+func isDenySet(name string) bool {
+	return strings.HasSuffix(name, ":deny") || strings.HasSuffix(name, ":deny6")
+}
+
+// addrRange is an inclusive range of addresses of one family.
+type addrRange struct{ lo, hi netip.Addr }
+
+// ruleKey groups rules that may merge: same family, protocol and port.
+type ruleKey struct {
+	v6    bool
+	proto string
+	port  uint16
+}
+
+func keyOf(r Rule) ruleKey { return ruleKey{r.Prefix.Addr().Is6(), r.Proto, r.Port} }
+
+func rangeOf(p netip.Prefix) addrRange { return addrRange{p.Masked().Addr(), lastAddr(p)} }
+
+// mergedRanges sorts and merges overlapping and adjacent ranges per key.
+func mergedRanges(rules []Rule) map[ruleKey][]addrRange {
+	groups := map[ruleKey][]addrRange{}
+	for _, r := range rules {
+		groups[keyOf(r)] = append(groups[keyOf(r)], rangeOf(r.Prefix))
 	}
-	spans := map[key][]span{}
-	for _, r := range merged {
-		lo, hi := v4Range(r.Prefix)
-		k := key{r.Proto, r.Port}
-		if l := spans[k]; len(l) > 0 && l[len(l)-1].hi != ^uint32(0) && l[len(l)-1].hi+1 == lo {
-			l[len(l)-1].hi = hi // normalize splits one range into prefixes
-			continue
+	for k, rs := range groups {
+		slices.SortFunc(rs, func(a, b addrRange) int { return a.lo.Compare(b.lo) })
+		merged := rs[:1]
+		for _, r := range rs[1:] {
+			last := &merged[len(merged)-1]
+			if next := last.hi.Next(); !next.IsValid() || r.lo.Compare(next) <= 0 {
+				if r.hi.Compare(last.hi) > 0 {
+					last.hi = r.hi
+				}
+				continue
+			}
+			merged = append(merged, r)
 		}
-		spans[k] = append(spans[k], span{lo, hi})
+		groups[k] = merged
 	}
+	return groups
+}
+
+// rulesCover reports whether every range of inner lies within one merged
+// range of outer with the same family, protocol and port.
+func rulesCover(outer, inner []Rule) bool {
+	spans := mergedRanges(outer)
 	for _, r := range inner {
-		lo, hi := v4Range(r.Prefix)
-		if !slices.ContainsFunc(spans[key{r.Proto, r.Port}], func(s span) bool { return s.lo <= lo && hi <= s.hi }) {
+		in := rangeOf(r.Prefix)
+		if !slices.ContainsFunc(spans[keyOf(r)], func(s addrRange) bool {
+			return s.lo.Compare(in.lo) <= 0 && in.hi.Compare(s.hi) <= 0
+		}) {
 			return false
 		}
 	}
@@ -437,7 +575,7 @@ func ruleStrings(rs []ruleSpec) []string {
 
 // baseRules are the shared hooks of the host table, rebuilt whole from the
 // list of profiles each time so no stale jump survives.
-func baseRules(profiles []profileRef, pool netip.Prefix) map[string][]ruleSpec {
+func baseRules(profiles []profileRef, pl pools) map[string][]ruleSpec {
 	ps := slices.Clone(profiles)
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
 	var fwd []ruleSpec
@@ -451,20 +589,26 @@ func baseRules(profiles []profileRef, pool netip.Prefix) map[string][]ruleSpec {
 	fwd = append(fwd,
 		ruleSpec{IIf: hostIfPrefix + "*", Verdict: "drop"},
 		ruleSpec{OIf: hostIfPrefix + "*", Verdict: "drop"})
+	// The filter chains decide where work may go; whatever leaves the host
+	// from the pools leaves with the uplink's address.
+	nat := []ruleSpec{{Saddr: pl.V4.Masked(), OIf: "!" + hostIfPrefix + "*", Verdict: "masquerade"}}
+	if pl.V6.IsValid() {
+		nat = append(nat, ruleSpec{IP6: true, Saddr: pl.V6.Masked(), OIf: "!" + hostIfPrefix + "*", Verdict: "masquerade"})
+	}
 	return map[string][]ruleSpec{
 		chainForward: fwd,
 		// Work to any host address (0.0.0.0 services, the veth's own address,
-		// the uplink's) is local delivery: the input hook, not forward.
-		chainInput: {{IIf: hostIfPrefix + "*", Verdict: "drop"}},
+		// the uplink's) is local delivery: the input hook, not forward. Only
+		// neighbour discovery, which the kernel answers itself, gets in.
+		chainInput: append(ndAccept(hostIfPrefix+"*", true), ruleSpec{IIf: hostIfPrefix + "*", Verdict: "drop"}),
 		// The host opens nothing into work; ICMP errors about work's own
-		// forwarded traffic (related) still reach it.
-		chainOutput: {
-			{OIf: hostIfPrefix + "*", CtState: []string{"established", "related"}, Verdict: "accept"},
-			{OIf: hostIfPrefix + "*", Verdict: "drop"},
-		},
-		// The filter chains decide where work may go; whatever leaves the host
-		// from the pool leaves with the uplink's address.
-		chainPostrouting: {{Saddr: pool.Masked(), OIf: "!" + hostIfPrefix + "*", Verdict: "masquerade"}},
+		// forwarded traffic (related) still reach it, and so does the host's
+		// neighbour discovery.
+		chainOutput: append(ndAccept(hostIfPrefix+"*", false),
+			ruleSpec{OIf: hostIfPrefix + "*", CtState: []string{"established", "related"}, Verdict: "accept"},
+			ruleSpec{OIf: hostIfPrefix + "*", Verdict: "drop"},
+		),
+		chainPostrouting: nat,
 	}
 }
 
@@ -482,46 +626,28 @@ func sortedUnique(ss []string) []string {
 	return slices.Compact(out)
 }
 
-// normalize merges overlapping and adjacent IPv4 ranges per (proto, port),
-// since the kernel refuses overlapping interval elements, and sorts the
-// result. The returned Rules may hold ranges that are not one prefix: they
-// are kept as prefix lists covering the merged ranges.
+// normalize merges overlapping and adjacent ranges per (family, proto,
+// port), since the kernel refuses overlapping interval elements, and sorts
+// the result (IPv4 first). The returned Rules may hold ranges that are not
+// one prefix: they are kept as prefix lists covering the merged ranges.
 func normalize(rules []Rule) []Rule {
-	type key struct {
-		proto string
-		port  uint16
-	}
-	groups := map[key][][2]uint32{}
-	for _, r := range rules {
-		lo, hi := v4Range(r.Prefix)
-		k := key{r.Proto, r.Port}
-		groups[k] = append(groups[k], [2]uint32{lo, hi})
-	}
-	keys := make([]key, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].proto != keys[j].proto {
-			return keys[i].proto < keys[j].proto
+	groups := mergedRanges(rules)
+	keys := slices.SortedFunc(maps.Keys(groups), func(a, b ruleKey) int {
+		if a.v6 != b.v6 {
+			if a.v6 {
+				return 1
+			}
+			return -1
 		}
-		return keys[i].port < keys[j].port
+		if c := strings.Compare(a.proto, b.proto); c != 0 {
+			return c
+		}
+		return int(a.port) - int(b.port)
 	})
 	var out []Rule
 	for _, k := range keys {
-		rs := groups[k]
-		sort.Slice(rs, func(i, j int) bool { return rs[i][0] < rs[j][0] })
-		merged := [][2]uint32{rs[0]}
-		for _, r := range rs[1:] {
-			last := &merged[len(merged)-1]
-			if last[1] == ^uint32(0) || r[0] <= last[1]+1 {
-				last[1] = max(last[1], r[1])
-				continue
-			}
-			merged = append(merged, r)
-		}
-		for _, m := range merged {
-			for _, p := range rangePrefixes(m[0], m[1]) {
+		for _, m := range groups[k] {
+			for _, p := range rangePrefixes(m.lo, m.hi) {
 				out = append(out, Rule{Prefix: p, Proto: k.proto, Port: k.port})
 			}
 		}
@@ -529,14 +655,19 @@ func normalize(rules []Rule) []Rule {
 	return out
 }
 
-func v4Range(p netip.Prefix) (lo, hi uint32) {
-	a := p.Masked().Addr().As4()
-	lo = binary.BigEndian.Uint32(a[:])
-	hi = lo | (^uint32(0) >> p.Bits())
-	if p.Bits() == 0 {
-		hi = ^uint32(0)
+// lastAddr is the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
 	}
-	return lo, hi
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+func v4Range(p netip.Prefix) (lo, hi uint32) {
+	a, z := p.Masked().Addr().As4(), lastAddr(p).As4()
+	return binary.BigEndian.Uint32(a[:]), binary.BigEndian.Uint32(z[:])
 }
 
 func u32Addr(v uint32) netip.Addr {
@@ -545,23 +676,24 @@ func u32Addr(v uint32) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-// rangePrefixes splits [lo, hi] into the fewest prefixes.
-func rangePrefixes(lo, hi uint32) []netip.Prefix {
+// rangePrefixes splits [lo, hi] (one family) into the fewest prefixes.
+func rangePrefixes(lo, hi netip.Addr) []netip.Prefix {
 	var out []netip.Prefix
 	for {
-		bits := 32
+		bits := lo.BitLen()
 		for bits > 0 {
-			size := uint64(1) << (32 - (bits - 1))
-			if uint64(lo)%size != 0 || uint64(lo)+size-1 > uint64(hi) {
+			wider := netip.PrefixFrom(lo, bits-1)
+			if wider.Masked().Addr() != lo || lastAddr(wider).Compare(hi) > 0 {
 				break
 			}
 			bits--
 		}
-		out = append(out, netip.PrefixFrom(u32Addr(lo), bits))
-		end := uint64(lo) + (uint64(1) << (32 - bits)) - 1
-		if end >= uint64(hi) {
+		p := netip.PrefixFrom(lo, bits)
+		out = append(out, p)
+		end := lastAddr(p)
+		if end.Compare(hi) >= 0 {
 			return out
 		}
-		lo = uint32(end + 1)
+		lo = end.Next()
 	}
 }

@@ -108,8 +108,8 @@ func (r Rule) validate() error {
 	if !r.Prefix.IsValid() {
 		return fmt.Errorf("allow rule %q: no prefix: %w", r, ErrInvalid)
 	}
-	if !r.Prefix.Addr().Is4() {
-		return fmt.Errorf("allow rule %q: only IPv4 destinations are supported: %w", r, ErrInvalid)
+	if a := r.Prefix.Addr(); a.Zone() != "" || a.Is4In6() {
+		return fmt.Errorf("allow rule %q: want a plain IPv4 or IPv6 network (no zone, no IPv4-mapped form): %w", r, ErrInvalid)
 	}
 	if r.Prefix.Masked() != r.Prefix {
 		return fmt.Errorf("allow rule %q: host bits set: %w", r, ErrInvalid)
@@ -153,17 +153,16 @@ func (s Settings) Validate() error {
 		}
 	}
 	for i, ep := range s.VPNEndpoints {
-		a := ep.Addr()
-		if !ep.IsValid() || !a.Is4() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
-			return fmt.Errorf("vpn_endpoints[%d] %q: want a unicast IPv4 ADDR:PORT: %w", i, ep, ErrInvalid)
+		if !ep.IsValid() || !routableUnicast(ep.Addr()) {
+			return fmt.Errorf("vpn_endpoints[%d] %q: want a routable unicast ADDR:PORT (IPv6 as [ADDR]:PORT): %w", i, ep, ErrInvalid)
 		}
 	}
 	if s.Mode == ModeVPNLockdown && len(s.VPNEndpoints) == 0 {
 		return fmt.Errorf("vpn_endpoints: vpn-lockdown mode needs at least one endpoint: %w", ErrInvalid)
 	}
 	for i, a := range s.DNS {
-		if !a.IsValid() || !a.Is4() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
-			return fmt.Errorf("dns[%d] %q: want a unicast, non-loopback IPv4 address: %w", i, a, ErrInvalid)
+		if !a.IsValid() || !routableUnicast(a) {
+			return fmt.Errorf("dns[%d] %q: want a routable unicast address (not loopback or link-local): %w", i, a, ErrInvalid)
 		}
 	}
 	for i, u := range s.Uplinks {
@@ -177,12 +176,22 @@ func (s Settings) Validate() error {
 	return nil
 }
 
+// routableUnicast reports whether work could ever send to a: unicast, not
+// loopback, unspecified or link-local, no zone, not IPv4-mapped.
+func routableUnicast(a netip.Addr) bool {
+	return a.IsValid() && a.Zone() == "" && !a.Is4In6() && !a.IsUnspecified() && !a.IsLoopback() &&
+		!a.IsMulticast() && !a.IsLinkLocalUnicast()
+}
+
 // Info describes a profile's network after Ensure.
 type Info struct {
 	NSPath  string       // pinned namespace: the container joins it
 	Addr    netip.Prefix // work side (eth0)
 	Gateway netip.Prefix // host side (HostIf)
-	HostIf  string
+	// Addr6 and Gateway6 are the IPv6 pair (a /64 of the ULA pool); zero
+	// when the host has IPv6 off or the Manager was made WithoutIPv6.
+	Addr6, Gateway6 netip.Prefix
+	HostIf          string
 	DNS     []netip.Addr
 	// ResolvConf is the content to bind-mount as the profile's /etc/resolv.conf.
 	ResolvConf []byte

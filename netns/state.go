@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,15 +31,24 @@ type state struct {
 	// last Remove can put it back.
 	ForwardingWasOff bool `json:"forwarding_was_off,omitempty"`
 	ForwardingSet    bool `json:"forwarding_set,omitempty"`
+	// Forwarding6Set records that we turned IPv6 forwarding on (it was
+	// off), and AcceptRARaised the interfaces ("default" included) whose
+	// accept_ra we raised from 1 to 2 first, so that they keep taking
+	// router advertisements as a forwarding host: the last Remove puts
+	// both back.
+	Forwarding6Set bool     `json:"forwarding6_set,omitempty"`
+	AcceptRARaised []string `json:"accept_ra_raised,omitempty"`
 }
 
 type profileState struct {
-	Subnet   netip.Prefix `json:"subnet"`
+	Subnet netip.Prefix `json:"subnet"`
+	// Subnet6 is the profile's /64 of the IPv6 pool; zero without IPv6.
+	Subnet6  netip.Prefix `json:"subnet6,omitzero"`
 	HostIf   string       `json:"host_if"`
 	Settings *Settings    `json:"settings,omitempty"`
 }
 
-func loadState(path string, pool netip.Prefix) (*state, error) {
+func loadState(path string, pool, pool6 netip.Prefix) (*state, error) {
 	st := &state{Version: stateVersion, Pool: pool, Profiles: map[string]*profileState{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -60,6 +70,11 @@ func loadState(path string, pool netip.Prefix) (*state, error) {
 		if !pool.Contains(p.Subnet.Addr()) || p.Subnet.Bits() != subnetBits {
 			return nil, fmt.Errorf("network state %s: profile %q holds %s, outside pool %s (release it or keep the old pool): %w",
 				path, name, p.Subnet, pool, ErrInvalid)
+		}
+		if p.Subnet6.IsValid() && (!pool6.IsValid() || !pool6.Contains(p.Subnet6.Addr()) || p.Subnet6.Bits() != subnet6Bits) {
+			// IPv6 was turned off or its pool moved: the profile gets a
+			// new /64 (or none) at its next Ensure.
+			p.Subnet6 = netip.Prefix{}
 		}
 	}
 	st.Pool = pool
@@ -99,11 +114,42 @@ func (st *state) allocate() (netip.Prefix, error) {
 	return netip.Prefix{}, fmt.Errorf("address pool %s is exhausted (%d profiles)", st.Pool, len(st.Profiles))
 }
 
+// allocate6 gives the profile the lowest free /64 of pool6.
+func (st *state) allocate6(pool6 netip.Prefix) (netip.Prefix, error) {
+	used := map[netip.Prefix]bool{}
+	for _, p := range st.Profiles {
+		used[p.Subnet6] = true
+	}
+	base := pool6.Masked().Addr().As16()
+	hi := binary.BigEndian.Uint64(base[:8])
+	n := uint64(1) << min(subnet6Bits-pool6.Bits(), 20) // a million is plenty
+	for i := uint64(0); i < n; i++ {
+		var b [16]byte
+		binary.BigEndian.PutUint64(b[:8], hi+i)
+		s := netip.PrefixFrom(netip.AddrFrom16(b), subnet6Bits)
+		if !used[s] {
+			return s, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("IPv6 address pool %s is exhausted (%d profiles)", pool6, len(st.Profiles))
+}
+
 // subnetAddrs are the host and work addresses of a profile subnet.
 func subnetAddrs(s netip.Prefix) (gateway, work netip.Prefix) {
 	base := s.Masked().Addr()
 	gw := base.Next()
 	return netip.PrefixFrom(gw, s.Bits()), netip.PrefixFrom(gw.Next(), s.Bits())
+}
+
+// subnet6Bits is the size of each profile's IPv6 subnet: host side ::1,
+// work side ::2.
+const subnet6Bits = 64
+
+func validPool6(p netip.Prefix) error {
+	if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || p.Addr().Zone() != "" || p.Bits() > subnet6Bits-1 || p.Masked() != p {
+		return fmt.Errorf("IPv6 address pool %q: want an IPv6 network of /%d or larger (a ULA such as fd00:1234:5678::/48): %w", p, subnet6Bits-1, ErrInvalid)
+	}
+	return nil
 }
 
 func validPool(p netip.Prefix) error {
