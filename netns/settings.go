@@ -192,7 +192,7 @@ type Info struct {
 	// when the host has IPv6 off or the Manager was made WithoutIPv6.
 	Addr6, Gateway6 netip.Prefix
 	HostIf          string
-	DNS     []netip.Addr
+	DNS             []netip.Addr
 	// ResolvConf is the content to bind-mount as the profile's /etc/resolv.conf.
 	ResolvConf []byte
 }
