@@ -31,14 +31,21 @@ func TestDirectModeReachesOnlyThePublicInternet(t *testing.T) {
 	if a.HostIf != "wc-p1" || !a.Addr.Overlaps(DefaultPool) || a.Addr.Overlaps(b.Addr) {
 		t.Errorf("info: %+v / %+v", a, b)
 	}
-	if rc := string(a.ResolvConf); !strings.Contains(rc, "nameserver "+dnsServer) || strings.Contains(rc, "127.0.0.53") {
-		t.Errorf("resolv.conf must name the upstream resolver and never the loopback stub:\n%s", rc)
+	if !a.Addr6.IsValid() || !DefaultPool6.Contains(a.Addr6.Addr()) || a.Addr6.Overlaps(b.Addr6) || a.Gateway6.Addr().Next() != a.Addr6.Addr() {
+		t.Errorf("IPv6 info: %+v / %+v", a, b)
 	}
-	check(t, append(w.isolation(a, b),
-		path{name: "work to internet, masqueraded", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true, wantContains: "internet " + hostUplinkAddr},
-		path{name: "work DNS to upstream resolver", ns: a.NSPath, network: "udp", addr: dnsServer + ":53", allowed: true, wantContains: "dns"},
-		path{name: "second profile to internet", ns: b.NSPath, network: "tcp", addr: inetServer + ":443", allowed: true, wantContains: "internet"},
-	)...)
+	if rc := string(a.ResolvConf); !strings.Contains(rc, "nameserver "+dnsServer+"\n") || !strings.Contains(rc, "nameserver "+dnsServer6+"\n") ||
+		strings.Contains(rc, "127.0.0.53") || strings.Contains(rc, "fe80") {
+		t.Errorf("resolv.conf must name the upstream resolvers and never the loopback stub or a link-local one:\n%s", rc)
+	}
+	check(t, slices.Concat(w.isolation(a, b), w.isolation6(a, b), []path{
+		{name: "work to internet, masqueraded", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true, wantContains: "internet " + hostUplinkAddr},
+		{name: "work DNS to upstream resolver", ns: a.NSPath, network: "udp", addr: dnsServer + ":53", allowed: true, wantContains: "dns"},
+		{name: "second profile to internet", ns: b.NSPath, network: "tcp", addr: inetServer + ":443", allowed: true, wantContains: "internet"},
+		{name: "IPv6: work to internet, masqueraded", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 80), allowed: true, wantContains: "internet " + hostUplink6},
+		{name: "IPv6: work DNS to upstream resolver", ns: a.NSPath, network: "udp", addr: hp(dnsServer6, 53), allowed: true, wantContains: "dns " + hostUplink6},
+		{name: "IPv6: second profile to internet", ns: b.NSPath, network: "tcp", addr: hp(inetServer6, 443), allowed: true, wantContains: "internet"},
+	})...)
 
 	st, err := w.mgr.Show(context.Background(), "p1")
 	if err != nil {
@@ -52,19 +59,26 @@ func TestDirectModeReachesOnlyThePublicInternet(t *testing.T) {
 	if strings.TrimSpace(string(fwd)) != "1" {
 		t.Errorf("ip_forward in host namespace = %q, want 1", fwd)
 	}
+	in(w.host, func() (err error) { fwd, err = os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); return err })
+	if strings.TrimSpace(string(fwd)) != "1" {
+		t.Errorf("IPv6 forwarding in host namespace = %q, want 1", fwd)
+	}
 }
 
 func TestAllowListChangesLiveWhileAConnectionRuns(t *testing.T) {
 	w := newWorld(t)
-	only8080 := Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.10/tcp:8080")}}
+	only8080 := Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.10/tcp:8080"), mustRule(inetServer6 + "/tcp:443")}}
 	a := w.ensure("p1", only8080)
 	b := w.ensure("p2", direct)
 
-	check(t, append(w.isolation(a, b),
-		path{name: "allowed port", ns: a.NSPath, network: "tcp", addr: inetServer + ":8080", allowed: true},
-		path{name: "same host, port not allowed", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
-		path{name: "DNS to the resolver is not subject to the allow-list", ns: a.NSPath, network: "udp", addr: dnsServer + ":53", allowed: true, wantContains: "dns"},
-	)...)
+	check(t, slices.Concat(w.isolation(a, b), w.isolation6(a, b), []path{
+		{name: "allowed port", ns: a.NSPath, network: "tcp", addr: inetServer + ":8080", allowed: true},
+		{name: "same host, port not allowed", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
+		{name: "allowed IPv6 port", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 443), allowed: true},
+		{name: "same IPv6 host, port not allowed", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 80)},
+		{name: "DNS to the resolver is not subject to the allow-list", ns: a.NSPath, network: "udp", addr: dnsServer + ":53", allowed: true, wantContains: "dns"},
+		{name: "IPv6 DNS likewise", ns: a.NSPath, network: "udp", addr: hp(dnsServer6, 53), allowed: true, wantContains: "dns"},
+	})...)
 
 	var conn net.Conn
 	if err := in(a.NSPath, func() (err error) { conn, err = net.DialTimeout("tcp", inetServer+":8080", time.Second); return err }); err != nil {
@@ -116,11 +130,14 @@ func TestOfflineLetsNothingInOrOut(t *testing.T) {
 	w := newWorld(t)
 	a := w.ensure("p1", Settings{Mode: ModeOffline})
 	b := w.ensure("p2", direct)
-	check(t, append(w.isolation(a, b),
-		path{name: "internet", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
-		path{name: "DNS", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
-		path{name: "other profile still online", ns: b.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true},
-	)...)
+	check(t, slices.Concat(w.isolation(a, b), w.isolation6(a, b), []path{
+		{name: "internet", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
+		{name: "DNS", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
+		{name: "IPv6 internet", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 80)},
+		{name: "IPv6 DNS", ns: a.NSPath, network: "udp", addr: hp(dnsServer6, 53)},
+		{name: "other profile still online", ns: b.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true},
+		{name: "other profile still online over IPv6", ns: b.NSPath, network: "tcp", addr: hp(inetServer6, 80), allowed: true},
+	})...)
 	w.apply("p1", direct)
 	check(t, path{name: "internet after going direct", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})
 	w.apply("p1", Settings{Mode: ModeOffline})
@@ -130,16 +147,19 @@ func TestOfflineLetsNothingInOrOut(t *testing.T) {
 func TestVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T) {
 	w := newWorld(t)
 	vpn := Settings{Mode: ModeVPNLockdown, DNS: []netip.Addr{netip.MustParseAddr(dnsServer)},
-		VPNEndpoints: []netip.AddrPort{mustAddrPort(vpnEndpoint + ":4789"), mustAddrPort(inetServer + ":443")}}
+		VPNEndpoints: []netip.AddrPort{mustAddrPort(vpnEndpoint + ":4789"), mustAddrPort(inetServer + ":443"), mustAddrPort(hp(inetServer6, 443))}}
 	a := w.ensure("p1", vpn)
 	b := w.ensure("p2", direct)
 
 	// No tunnel yet: eth0 reaches the endpoints only.
-	check(t, append(w.isolation(a, b),
-		path{name: "endpoint with port", ns: a.NSPath, network: "tcp", addr: inetServer + ":443", allowed: true},
-		path{name: "same host, not an endpoint port", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
-		path{name: "DNS outside the tunnel", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
-	)...)
+	check(t, slices.Concat(w.isolation(a, b), w.isolation6(a, b), []path{
+		{name: "endpoint with port", ns: a.NSPath, network: "tcp", addr: inetServer + ":443", allowed: true},
+		{name: "IPv6 endpoint with port", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 443), allowed: true, wantContains: "internet " + hostUplink6},
+		{name: "same host, not an endpoint port", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
+		{name: "same IPv6 host, not an endpoint port", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 80)},
+		{name: "DNS outside the tunnel", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
+		{name: "IPv6 DNS outside the tunnel", ns: a.NSPath, network: "udp", addr: hp(dnsServer6, 53)},
+	})...)
 
 	// A real tunnel (VXLAN over UDP: this kernel has no ipip or gre): the
 	// server end in the router, the client end inside the profile. Both ends
@@ -183,6 +203,7 @@ func TestVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T) {
 	check(t,
 		path{name: "internet with tunnel down", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
 		path{name: "DNS with tunnel down", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
+		path{name: "IPv6 internet with tunnel down (the tunnel carries IPv4 only)", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 80)},
 		path{name: "endpoint still reachable to bring the tunnel back", ns: a.NSPath, network: "tcp", addr: inetServer + ":443", allowed: true},
 	)
 	if n := w.dnsFromElsewhere.Load() - leaksBefore; n != 0 {
@@ -281,9 +302,19 @@ func TestEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T) {
 
 func TestRemoveLeavesNothing(t *testing.T) {
 	w := newWorld(t)
-	a := w.ensure("p1", Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.0/24")}})
+	sysctl := func(key string) string {
+		var b []byte
+		in(w.host, func() (err error) { b, err = os.ReadFile("/proc/sys/net/" + key); return err })
+		return strings.TrimSpace(string(b))
+	}
+	must(t, in(w.host, func() error { return os.WriteFile("/proc/sys/net/ipv6/conf/up0/accept_ra", []byte("1"), 0o644) }))
+	a := w.ensure("p1", Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.0/24"), mustRule("2001:db8:ff::/48")}})
 	w.ensure("p2", direct)
 	ctx := context.Background()
+	// A forwarding host keeps taking router advertisements on its uplink.
+	if fwd, ra := sysctl("ipv6/conf/all/forwarding"), sysctl("ipv6/conf/up0/accept_ra"); fwd != "1" || ra != "2" {
+		t.Errorf("with profiles: IPv6 forwarding %q, up0 accept_ra %q; want 1 and 2", fwd, ra)
+	}
 
 	must(t, w.mgr.Remove(ctx, "p1"))
 	must(t, w.mgr.Remove(ctx, "p1")) // idempotent
@@ -317,6 +348,9 @@ func TestRemoveLeavesNothing(t *testing.T) {
 	in(w.host, func() (err error) { fwd, err = os.ReadFile("/proc/sys/net/ipv4/ip_forward"); return err })
 	if strings.TrimSpace(string(fwd)) != "0" {
 		t.Errorf("ip_forward = %q after the last profile, want it restored to 0", fwd)
+	}
+	if fwd, ra := sysctl("ipv6/conf/all/forwarding"), sysctl("ipv6/conf/up0/accept_ra"); fwd != "0" || ra != "1" {
+		t.Errorf("after the last profile: IPv6 forwarding %q, up0 accept_ra %q; want both restored (0 and 1)", fwd, ra)
 	}
 }
 

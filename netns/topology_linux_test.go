@@ -3,6 +3,7 @@ package netns
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +37,18 @@ const (
 	inetServer     = "203.0.113.10" // "the internet": ports 80, 443, 8080 (echo)
 	vpnEndpoint    = "203.0.113.20"
 	dnsServer      = "203.0.113.53"
+
+	// The same world in IPv6 (documentation prefixes: public to the rules).
+	hostUplink6 = "2001:db8:1::2"
+	router6     = "2001:db8:1::1"
+	hostLAN6    = "2001:db8:50::1"
+	lanServer6  = "2001:db8:50::2"
+	inetServer6 = "2001:db8:ff::10"
+	dnsServer6  = "2001:db8:ff::53"
 )
+
+// hp joins an address (either family) and a port.
+func hp(addr string, port int) string { return net.JoinHostPort(addr, fmt.Sprint(port)) }
 
 // world is a fake phone ("host" namespace) with an uplink into a router that
 // plays the internet, a home LAN, and services on the host itself.
@@ -84,27 +97,45 @@ func newWorld(t *testing.T) *world {
 	// A hostile internet would try to reach work directly.
 	ipCmd(t, "-n", w.rtrName, "route", "add", "10.231.0.0/16", "via", hostUplinkAddr)
 
+	// IPv6 on the uplink and in the LAN; nodad: usable at once.
+	ipCmd(t, "-n", w.hostName, "addr", "add", hostUplink6+"/64", "dev", "up0", "nodad")
+	ipCmd(t, "-n", w.hostName, "-6", "route", "add", "default", "via", router6)
+	ipCmd(t, "-n", w.rtrName, "addr", "add", router6+"/64", "dev", "r-up", "nodad")
+	for _, a := range []string{inetServer6, dnsServer6} {
+		ipCmd(t, "-n", w.rtrName, "addr", "add", a+"/128", "dev", "lo")
+	}
+	ipCmd(t, "-n", w.rtrName, "-6", "route", "add", DefaultPool6.String(), "via", hostUplink6)
+
 	ipCmd(t, "-n", w.hostName, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lanName)
 	ipCmd(t, "-n", w.hostName, "addr", "add", hostLANAddr+"/24", "dev", "lan0")
 	ipCmd(t, "-n", w.hostName, "link", "set", "lan0", "up")
 	ipCmd(t, "-n", lanName, "addr", "add", lanServer+"/24", "dev", "eth0")
 	ipCmd(t, "-n", lanName, "link", "set", "eth0", "up")
 	ipCmd(t, "-n", lanName, "route", "add", "default", "via", hostLANAddr)
+	ipCmd(t, "-n", w.hostName, "addr", "add", hostLAN6+"/64", "dev", "lan0", "nodad")
+	ipCmd(t, "-n", lanName, "addr", "add", lanServer6+"/64", "dev", "eth0", "nodad")
+	ipCmd(t, "-n", lanName, "-6", "route", "add", "default", "via", hostLAN6)
 
 	for _, p := range []string{"80", "443"} {
 		w.serve(w.router, "0.0.0.0:"+p, "internet")
+		w.serve(w.router, "[::]:"+p, "internet")
 	}
 	w.echo(w.router, "0.0.0.0:8080")
 	w.dns(w.router, dnsServer+":53")
+	w.dns(w.router, hp(dnsServer6, 53))
 	w.serve(w.lan, "0.0.0.0:80", "lan")
+	w.serve(w.lan, "[::]:80", "lan")
 	w.serve(w.host, "0.0.0.0:7000", "host-any")
+	w.serve(w.host, "[::]:7000", "host-any")
 	w.serve(w.host, "127.0.0.1:7001", "host-loopback")
+	w.serve(w.host, "[::1]:7001", "host-loopback")
 
 	dir := t.TempDir()
 	w.runDir, w.stateFile = filepath.Join(dir, "run"), filepath.Join(dir, "state", "net.json")
 	w.resolvConfPath = filepath.Join(dir, "resolv.conf")
 	// A loopback stub first: it must never end up in the profile.
-	os.WriteFile(w.resolvConfPath, []byte("nameserver 127.0.0.53\nnameserver "+dnsServer+"\n"), 0o644)
+	// A link-local resolver (the router's) neither: work cannot reach it.
+	os.WriteFile(w.resolvConfPath, []byte("nameserver 127.0.0.53\nnameserver "+dnsServer+"\nnameserver fe80::1%up0\nnameserver "+dnsServer6+"\n"), 0o644)
 	t.Cleanup(func() {
 		// Pins live outside the test's namespaces: unmount them.
 		entries, _ := os.ReadDir(filepath.Join(w.runDir, "netns"))
@@ -136,10 +167,39 @@ func in(path string, fn func() error) error {
 	return inNS(h, fn)
 }
 
+// familyNetwork pins network to addr's family: Go would listen on a
+// dual-stack socket for 0.0.0.0 under "tcp", which would also take IPv6.
+func familyNetwork(network, addr string) string {
+	if strings.HasPrefix(addr, "[") {
+		return network + "6"
+	}
+	return network + "4"
+}
+
+// listenConfig makes a listener on an IPv6 address IPv6-only, so that it
+// can sit beside the IPv4 listener of the same port (Go makes [::]
+// dual-stack even for "tcp6").
+func listenConfig(addr string) *net.ListenConfig {
+	if !strings.HasPrefix(addr, "[") {
+		return &net.ListenConfig{}
+	}
+	return &net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+}
+
+// listen listens on addr; an IPv6 address listens on IPv6 alone.
 func (w *world) listen(ns, network, addr string) net.Listener {
 	w.t.Helper()
+	network = familyNetwork(network, addr)
 	var l net.Listener
-	if err := in(ns, func() (err error) { l, err = net.Listen(network, addr); return err }); err != nil {
+	if err := in(ns, func() (err error) { l, err = listenConfig(addr).Listen(context.Background(), network, addr); return err }); err != nil {
 		w.t.Fatalf("listen %s in %s: %v", addr, ns, err)
 	}
 	w.t.Cleanup(func() { l.Close() })
@@ -184,8 +244,9 @@ func (w *world) echo(ns, addr string) {
 
 // dns answers any datagram with "dns SRC" and counts where queries came from.
 func (w *world) dns(ns, addr string) {
+	network := familyNetwork("udp", addr)
 	var pc net.PacketConn
-	if err := in(ns, func() (err error) { pc, err = net.ListenPacket("udp", addr); return err }); err != nil {
+	if err := in(ns, func() (err error) { pc, err = listenConfig(addr).ListenPacket(context.Background(), network, addr); return err }); err != nil {
 		w.t.Fatalf("listen udp %s: %v", addr, err)
 	}
 	w.t.Cleanup(func() { pc.Close() })
@@ -240,6 +301,18 @@ type path struct {
 	wantContains string // when allowed: the server's line must contain this
 }
 
+// blockedErr reports whether err is what a dropped or unroutable packet
+// gives: a timeout, or unreachable/EPERM from the local stack. A refused
+// connection (the packet got there) or a malformed probe is not.
+func blockedErr(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH)
+}
+
 // check tries all paths at once and reports each one that behaves wrongly.
 func check(t *testing.T, paths ...path) {
 	t.Helper()
@@ -257,6 +330,8 @@ func check(t *testing.T, paths ...path) {
 				errs[i] = fmt.Sprintf("%s (%s %s): got %q, want it to contain %q", p.name, p.network, p.addr, line, p.wantContains)
 			case !p.allowed && err == nil:
 				errs[i] = fmt.Sprintf("%s (%s %s): should be blocked, got %q", p.name, p.network, p.addr, line)
+			case !p.allowed && !blockedErr(err):
+				errs[i] = fmt.Sprintf("%s (%s %s): should be blocked, but failed otherwise (a probe that reached nothing proves nothing): %v", p.name, p.network, p.addr, err)
 			}
 		}()
 	}
@@ -275,6 +350,9 @@ func (w *world) ensure(profile string, s Settings) *Info {
 		w.t.Fatalf("Ensure %s: %v", profile, err)
 	}
 	w.serve(info.NSPath, "0.0.0.0:9000", "work-"+profile)
+	if info.Addr6.IsValid() {
+		w.serve(info.NSPath, "[::]:9000", "work-"+profile)
+	}
 	return info
 }
 
@@ -302,6 +380,30 @@ func (w *world) isolation(a, b *Info) []path {
 		{name: "home LAN into work", ns: w.lan, network: "tcp", addr: wa + ":9000"},
 		{name: "internet into work", ns: w.router, network: "tcp", addr: wa + ":9000"},
 		{name: "other profile into work", ns: b.NSPath, network: "tcp", addr: wa + ":9000"},
+	}
+}
+
+// isolation6 are the IPv6 twins of isolation; both profiles must have
+// IPv6.
+func (w *world) isolation6(a, b *Info) []path {
+	w.t.Helper()
+	if !a.Addr6.IsValid() || !b.Addr6.IsValid() {
+		w.t.Fatalf("profiles without IPv6: %s, %s", a.Addr6, b.Addr6)
+	}
+	wa, wb := a.Addr6.Addr().String(), b.Addr6.Addr().String()
+	gw := a.Gateway6.Addr().String()
+	return []path{
+		{name: "IPv6: work to host uplink address ([::] service)", ns: a.NSPath, network: "tcp", addr: hp(hostUplink6, 7000)},
+		{name: "IPv6: work to veth host address", ns: a.NSPath, network: "tcp", addr: hp(gw, 7000)},
+		{name: "IPv6: work to host LAN address", ns: a.NSPath, network: "tcp", addr: hp(hostLAN6, 7000)},
+		{name: "IPv6: work to home LAN server", ns: a.NSPath, network: "tcp", addr: hp(lanServer6, 80)},
+		{name: "IPv6: work to uplink router (connected network)", ns: a.NSPath, network: "tcp", addr: hp(router6, 80)},
+		{name: "IPv6: work to other profile", ns: a.NSPath, network: "tcp", addr: hp(wb, 9000)},
+		{name: "IPv6: work to other profile's gateway", ns: a.NSPath, network: "tcp", addr: hp(b.Gateway6.Addr().String(), 7000)},
+		{name: "IPv6: host into work", ns: w.host, network: "tcp", addr: hp(wa, 9000)},
+		{name: "IPv6: home LAN into work", ns: w.lan, network: "tcp", addr: hp(wa, 9000)},
+		{name: "IPv6: internet into work", ns: w.router, network: "tcp", addr: hp(wa, 9000)},
+		{name: "IPv6: other profile into work", ns: b.NSPath, network: "tcp", addr: hp(wa, 9000)},
 	}
 }
 
