@@ -199,7 +199,10 @@ func (w *world) listen(ns, network, addr string) net.Listener {
 	w.t.Helper()
 	network = familyNetwork(network, addr)
 	var l net.Listener
-	if err := in(ns, func() (err error) { l, err = listenConfig(addr).Listen(context.Background(), network, addr); return err }); err != nil {
+	if err := in(ns, func() (err error) {
+		l, err = listenConfig(addr).Listen(context.Background(), network, addr)
+		return err
+	}); err != nil {
 		w.t.Fatalf("listen %s in %s: %v", addr, ns, err)
 	}
 	w.t.Cleanup(func() { l.Close() })
@@ -246,7 +249,10 @@ func (w *world) echo(ns, addr string) {
 func (w *world) dns(ns, addr string) {
 	network := familyNetwork("udp", addr)
 	var pc net.PacketConn
-	if err := in(ns, func() (err error) { pc, err = listenConfig(addr).ListenPacket(context.Background(), network, addr); return err }); err != nil {
+	if err := in(ns, func() (err error) {
+		pc, err = listenConfig(addr).ListenPacket(context.Background(), network, addr)
+		return err
+	}); err != nil {
 		w.t.Fatalf("listen udp %s: %v", addr, err)
 	}
 	w.t.Cleanup(func() { pc.Close() })
