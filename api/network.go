@@ -51,6 +51,9 @@ type Network struct {
 	Address       string `json:"address,omitempty"`
 	Gateway       string `json:"gateway,omitempty"`
 	HostInterface string `json:"host_interface,omitempty"`
+	// Address6 and Gateway6 are the IPv6 pair, when the profile has IPv6.
+	Address6 string `json:"address6,omitempty"`
+	Gateway6 string `json:"gateway6,omitempty"`
 	// DNS are the resolvers the profile's /etc/resolv.conf names.
 	DNS      []string        `json:"dns,omitempty"`
 	Counters NetworkCounters `json:"counters"`

@@ -33,6 +33,10 @@ type Config struct {
 	// NetPool is the IPv4 pool the profiles' subnets come from; empty
 	// means netns.DefaultPool (10.231.0.0/16).
 	NetPool string `json:"net_pool"`
+	// NetPool6 is the IPv6 pool (a ULA of /63 or larger) whose /64s go to
+	// the profiles; empty means netns.DefaultPool6 (fd77:6f72:6b00::/48),
+	// "off" gives profiles no IPv6.
+	NetPool6 string `json:"net_pool6"`
 	// NetResolvConf is the host's resolver file, where the profiles'
 	// default upstream resolvers come from; empty means /etc/resolv.conf.
 	NetResolvConf string `json:"net_resolv_conf"`
@@ -149,6 +153,11 @@ func (c *Config) Validate() error {
 	if c.NetPool != "" {
 		if p, err := netip.ParsePrefix(c.NetPool); err != nil || !p.Addr().Is4() || p.Masked() != p {
 			return fmt.Errorf("net_pool %q: want an IPv4 network such as 10.231.0.0/16", c.NetPool)
+		}
+	}
+	if c.NetPool6 != "" && c.NetPool6 != "off" {
+		if p, err := netip.ParsePrefix(c.NetPool6); err != nil || !p.Addr().Is6() || p.Masked() != p || p.Bits() > 63 {
+			return fmt.Errorf("net_pool6 %q: want an IPv6 network of /63 or larger such as fd77:6f72:6b00::/48, or \"off\"", c.NetPool6)
 		}
 	}
 	if c.NetResolvConf != "" && !filepath.IsAbs(c.NetResolvConf) {

@@ -56,6 +56,17 @@ func (d *Daemon) openNetwork() error {
 		}
 		opts = append(opts, netns.WithPool(pool))
 	}
+	switch d.cfg.NetPool6 {
+	case "":
+	case "off":
+		opts = append(opts, netns.WithoutIPv6())
+	default:
+		pool6, err := netip.ParsePrefix(d.cfg.NetPool6)
+		if err != nil {
+			return fmt.Errorf("net_pool6 %q: %w", d.cfg.NetPool6, err)
+		}
+		opts = append(opts, netns.WithPool6(pool6))
+	}
 	if d.cfg.NetResolvConf != "" {
 		opts = append(opts, netns.WithResolvConf(d.cfg.NetResolvConf))
 	}
@@ -236,6 +247,9 @@ func (d *Daemon) networkLocked(ctx context.Context, name string) (api.Network, e
 	}
 	out.Present = true
 	out.Address, out.Gateway, out.HostInterface = st.Info.Addr.String(), st.Info.Gateway.String(), st.Info.HostIf
+	if st.Info.Addr6.IsValid() {
+		out.Address6, out.Gateway6 = st.Info.Addr6.String(), st.Info.Gateway6.String()
+	}
 	for _, a := range st.Info.DNS {
 		out.DNS = append(out.DNS, a.String())
 	}

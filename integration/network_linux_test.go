@@ -31,6 +31,13 @@ const (
 	inetServer     = "203.0.113.10" // "the internet": ports 80 and 8080
 	vpnEndpoint    = "203.0.113.20" // a VPN server: port 443
 	dnsServer      = "203.0.113.53"
+
+	// The same in IPv6 (documentation prefixes).
+	hostUplink6 = "2001:db8:1::2"
+	router6     = "2001:db8:1::1"
+	hostLAN6    = "2001:db8:50::1"
+	lanServer6  = "2001:db8:50::2"
+	inetServer6 = "2001:db8:ff::10"
 )
 
 // world is a daemon in its namespace with an uplink into a router that
@@ -71,6 +78,17 @@ func newWorld(t *testing.T, opts ...daemonOpt) *world {
 	ipIn(t, lan, "addr", "add", lanServer+"/24", "dev", "eth0")
 	ipIn(t, lan, "link", "set", "eth0", "up")
 	ipIn(t, lan, "route", "add", "default", "via", hostLANAddr)
+
+	// IPv6 beside it (nodad: usable at once); Go's 0.0.0.0 listeners below
+	// are dual-stack, so every server answers on both.
+	ipIn(t, h, "addr", "add", hostUplink6+"/64", "dev", "up0", "nodad")
+	ipIn(t, h, "-6", "route", "add", "default", "via", router6)
+	ipIn(t, rtr, "addr", "add", router6+"/64", "dev", "r-up", "nodad")
+	ipIn(t, rtr, "addr", "add", inetServer6+"/128", "dev", "lo")
+	ipIn(t, rtr, "-6", "route", "add", "fd77:6f72:6b00::/48", "via", hostUplink6)
+	ipIn(t, h, "addr", "add", hostLAN6+"/64", "dev", "lan0", "nodad")
+	ipIn(t, lan, "addr", "add", lanServer6+"/64", "dev", "eth0", "nodad")
+	ipIn(t, lan, "-6", "route", "add", "default", "via", hostLAN6)
 
 	w.serve(w.router, "0.0.0.0:80", "internet")
 	w.serve(w.router, "0.0.0.0:8080", "internet-8080")
@@ -137,7 +155,7 @@ func (w *world) fromProfile(t *testing.T, profile string, probes ...probe) {
 	t.Helper()
 	var sb strings.Builder
 	for i, p := range probes {
-		host, port, _ := strings.Cut(p.addr, ":")
+		host, port, _ := net.SplitHostPort(p.addr)
 		fmt.Fprintf(&sb, "(echo \"%d|$(timeout 2 nc -w 1 %s %s </dev/null 2>/dev/null | head -n1)\") & ", i, host, port)
 	}
 	sb.WriteString("wait")
@@ -269,7 +287,11 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 	if !work.Present || work.HostInterface != "wc-work" || !strings.HasPrefix(work.Address, "10.231.") || work.Address == other.Address {
 		t.Fatalf("net show: work %+v, other %+v", work, other)
 	}
+	if !strings.HasPrefix(work.Address6, "fd77:6f72:6b00:") || work.Address6 == other.Address6 || work.Gateway6 == "" {
+		t.Fatalf("net show, IPv6: work %+v, other %+v", work, other)
+	}
 	workIP, _, _ := strings.Cut(work.Address, "/")
+	gw6, _, _ := strings.Cut(work.Gateway6, "/")
 	otherIP, _, _ := strings.Cut(other.Address, "/")
 	gwIP, _, _ := strings.Cut(work.Gateway, "/")
 	workNS := filepath.Join(w.run, "netns", "work")
@@ -278,7 +300,8 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 	w.serve(workNS, "0.0.0.0:9000", "work")
 	w.serve(otherNS, "0.0.0.0:9000", "other")
 
-	if out := w.with(t).ok("net", "show", "work"); !strings.Contains(out, "mode") || !strings.Contains(out, "direct") || !strings.Contains(out, work.Address) || !strings.Contains(out, "every public address") {
+	if out := w.with(t).ok("net", "show", "work"); !strings.Contains(out, "mode") || !strings.Contains(out, "direct") || !strings.Contains(out, work.Address) ||
+		!strings.Contains(out, work.Address6) || !strings.Contains(out, "every public address") {
 		t.Errorf("net show (text):\n%s", out)
 	}
 	if rc := w.with(t).ok("exec", "work", "--", "cat", "/etc/resolv.conf"); !strings.Contains(rc, "nameserver "+dnsServer) || strings.Contains(rc, "127.0.0.53") {
@@ -296,6 +319,10 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 		{name: "home LAN server", addr: lanServer + ":80"},
 		{name: "uplink router (connected network)", addr: routerAddr + ":80"},
 		{name: "other profile", addr: otherIP + ":9000"},
+		{name: "IPv6: host service via the uplink address", addr: net.JoinHostPort(hostUplink6, "7000")},
+		{name: "IPv6: host service via the veth's host address", addr: net.JoinHostPort(gw6, "7000")},
+		{name: "IPv6: home LAN server", addr: net.JoinHostPort(lanServer6, "80")},
+		{name: "IPv6: uplink router (connected network)", addr: net.JoinHostPort(router6, "80")},
 	}
 	inbound := map[string]string{"host": w.host, "home LAN": w.lan, "internet": w.router, "other profile": otherNS}
 
@@ -303,6 +330,7 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 		w.fromProfile(t, "work", append(isolated,
 			probe{name: "internet, masqueraded", addr: inetServer + ":80", allowed: true, want: "internet " + hostUplinkAddr},
 			probe{name: "internet, other port", addr: inetServer + ":8080", allowed: true, want: "internet-8080"},
+			probe{name: "IPv6 internet, masqueraded", addr: net.JoinHostPort(inetServer6, "80"), allowed: true, want: "internet " + hostUplink6},
 		)...)
 		intoWork(t, workIP+":9000", inbound)
 		s := w.stats(t, "work")

@@ -105,6 +105,9 @@ func printNetwork(c *cli.Context, n api.Network) error {
 	fmt.Fprintf(tw, "mode\t%s\n", n.Settings.Mode)
 	if n.Present {
 		fmt.Fprintf(tw, "address\t%s (gateway %s on %s)\n", n.Address, n.Gateway, n.HostInterface)
+		if n.Address6 != "" {
+			fmt.Fprintf(tw, "address6\t%s (gateway %s)\n", n.Address6, n.Gateway6)
+		}
 	} else {
 		fmt.Fprintf(tw, "address\t- (no network until the profile starts)\n")
 	}

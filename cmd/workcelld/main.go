@@ -61,6 +61,7 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "store-size", Usage: "size of the store image, e.g. 1G (an existing image must have it)"},
 			&cli.BoolFlag{Name: "insecure-unencrypted-storage", Usage: "keep profile data UNENCRYPTED where the state folder cannot encrypt (not for real use)"},
 			&cli.StringFlag{Name: "net-pool", Usage: "IPv4 `CIDR` the profiles' subnets come from (default 10.231.0.0/16)"},
+			&cli.StringFlag{Name: "net-pool6", Usage: "IPv6 `CIDR` whose /64s go to the profiles (default fd77:6f72:6b00::/48), or \"off\""},
 			&cli.StringSliceFlag{Name: "binder-device", Usage: "binder `DEVICE` of a binder_linux devices= list a profile may get as its context (repeat for more; unused where binderfs is there)"},
 			&cli.StringFlag{Name: "binder-host-device", Value: def.BinderHostDevice, Usage: "the host's binder context, where allowed host services live"},
 			&cli.StringFlag{Name: "binder-release", Value: def.BinderRelease, Usage: "binder wire format: android10, android11 or android14"},
@@ -103,6 +104,7 @@ func config(c *cli.Context) (daemon.Config, error) {
 	}
 	set(c, "insecure-unencrypted-storage", c.Bool, &cfg.InsecureUnencryptedStorage)
 	set(c, "net-pool", c.String, &cfg.NetPool)
+	set(c, "net-pool6", c.String, &cfg.NetPool6)
 	set(c, "binder-device", c.StringSlice, &cfg.BinderDevices)
 	set(c, "binder-host-device", c.String, &cfg.BinderHostDevice)
 	set(c, "binder-release", c.String, &cfg.BinderRelease)
