@@ -1,7 +1,9 @@
 // Package netns gives each work profile its own network: a pinned network
-// namespace, a veth pair into it, an address from a private pool, and the
-// nftables rules (table inet "workcell") that keep work and personal traffic
-// apart in both directions.
+// namespace, a veth pair into it, an IPv4 address from a private pool and
+// an IPv6 /64 from a unique-local pool (both masqueraded behind the
+// uplink), and the nftables rules (table inet "workcell", every set and
+// rule in both families) that keep work and personal traffic apart in both
+// directions.
 //
 // The wanted ruleset is computed as data from the profile's Settings and a
 // few facts about the host (uplinks, directly connected networks, resolvers);
