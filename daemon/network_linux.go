@@ -48,7 +48,7 @@ var defaultNetwork = netns.Settings{Mode: netns.ModeDirect}
 
 // openNetwork makes the daemon's network manager; it runs once, at start.
 func (d *Daemon) openNetwork() error {
-	opts := []netns.Option{netns.WithLogger(d.log.With("concern", "network"))}
+	opts := []netns.Option{netns.WithLogger(d.log.With("concern", "network")), netns.WithDNSChange(d.resolversChanged)}
 	if d.cfg.NetPool != "" {
 		pool, err := netip.ParsePrefix(d.cfg.NetPool)
 		if err != nil {
@@ -166,6 +166,13 @@ func (d *Daemon) networkReconcile(ctx context.Context) error {
 	if err := d.net.Reconcile(ctx, want); err != nil {
 		d.log.Error("repair profile networks", "err", err)
 	}
+	// From now on the rules follow the phone's networks (uplink changes,
+	// networks joined) without waiting for a start or a change.
+	d.wg.Go(func() {
+		if err := d.net.Watch(d.ctx); err != nil {
+			d.log.Error("host network watch ended", "err", err)
+		}
+	})
 	// Temp files of a settings write cut short by a crash.
 	tmps, _ := filepath.Glob(filepath.Join(d.store.root, "*", "."+networkFile+".tmp-*"))
 	for _, t := range tmps {
@@ -206,6 +213,28 @@ func (d *Daemon) saveNetwork(name string, s netns.Settings) error {
 		return fmt.Errorf("encode network settings of %s: %w", name, err)
 	}
 	return d.store.writeAtomic(d.networkPath(name), append(b, '\n'))
+}
+
+// resolversChanged rewrites a profile's resolv.conf when the phone's
+// network brought other resolvers. Only a file that exists is rewritten:
+// a profile removed meanwhile gets none back.
+func (d *Daemon) resolversChanged(name string, content []byte) {
+	f, err := os.OpenFile(d.resolvPath(name), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			d.log.Error("rewrite resolv.conf", "profile", name, "err", err)
+		}
+		return
+	}
+	_, err = f.Write(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		d.log.Error("rewrite resolv.conf", "profile", name, "err", err)
+		return
+	}
+	d.log.Info("profile resolvers follow the host's network", "profile", name)
 }
 
 // writeResolvConf writes the file bind-mounted as the profile's

@@ -342,6 +342,25 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 		}
 	})
 
+	t.Run("rules follow the phone's networks", func(t *testing.T) {
+		// The phone joins another network: a new IPv6 prefix on its uplink
+		// (public, so only the daemon's watch on the host can make it
+		// personal), with a host of that network in the router.
+		ipIn(t, w.daemon.netns, "addr", "add", "2001:db8:61::2/64", "dev", "up0", "nodad")
+		ipIn(t, filepath.Base(w.router), "addr", "add", "2001:db8:61::1/64", "dev", "r-up", "nodad")
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			out := w.with(t).ok("exec", "work", "--", "sh", "-c", "timeout 2 nc -w 1 2001:db8:61::1 80 </dev/null 2>/dev/null | head -n1")
+			if strings.TrimSpace(out) == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("work still reaches a host of the network the phone joined 5s ago: %q", out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
 	t.Run("allow-list changes live", func(t *testing.T) {
 		n := w.network(t, "work")
 		before := n.Counters.OutPackets

@@ -13,7 +13,8 @@ import (
 // namespace, the host veth up, and rules present in the host table's base
 // and profile chains. It lets a start skip a full Ensure (tens of
 // milliseconds) when nothing was broken; false means: call Ensure. Host
-// facts (uplinks, resolvers) are not read again.
+// facts (uplinks, resolvers) are not read again: Watch keeps the rules in
+// line with them.
 func (m *Manager) Healthy(ctx context.Context, profile string, s Settings) bool {
 	if ctx.Err() != nil {
 		return false

@@ -40,6 +40,7 @@ type options struct {
 	log        *slog.Logger
 	hostNS     string
 	resolvConf string
+	onDNS      func(profile string, resolvConf []byte)
 }
 
 // Option configures a Manager.
@@ -75,6 +76,13 @@ func WithoutIPv6() Option {
 	return func(o *options) error { o.noIPv6 = true; return nil }
 }
 
+// WithDNSChange names a function Refresh calls (with the Manager's lock
+// held: it must not call the Manager) when a profile's resolvers changed
+// with the host's network, handing it the profile's new resolv.conf.
+func WithDNSChange(fn func(profile string, resolvConf []byte)) Option {
+	return func(o *options) error { o.onDNS = fn; return nil }
+}
+
 // WithLogger sets where the Manager logs (default: nowhere).
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
@@ -108,6 +116,7 @@ type Manager struct {
 	pool6      netip.Prefix // zero: no IPv6
 	log        *slog.Logger
 	resolvConf string
+	onDNS      func(profile string, resolvConf []byte)
 	hostNS     vns.NsHandle
 	host       *netlink.Handle
 	st         *state
@@ -138,7 +147,7 @@ func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open host network namespace %q: %w", o.hostNS, err)
 	}
-	m := &Manager{runDir: runDir, stateFile: stateFile, pool: o.pool, log: o.log, resolvConf: o.resolvConf, hostNS: h, applied: map[string]profileRules{}}
+	m := &Manager{runDir: runDir, stateFile: stateFile, pool: o.pool, log: o.log, resolvConf: o.resolvConf, onDNS: o.onDNS, hostNS: h, applied: map[string]profileRules{}}
 	if m.host, err = netlink.NewHandleAt(h); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("netlink in host namespace: %w", err)

@@ -594,3 +594,84 @@ func TestInnerChainsOnlyWhereTheModeHasRules(t *testing.T) {
 		path{name: "not an endpoint", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
 	)
 }
+
+// eventually retries cond until it returns nil or 5 s have passed.
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %v after 5s", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The phone joins another network and moves to another uplink while
+// profiles run: Watch brings their rules along without an Ensure.
+func TestRulesFollowTheHostsNetwork(t *testing.T) {
+	w := newWorld(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	watched := make(chan error, 1)
+	go func() { watched <- w.mgr.Watch(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-watched; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	})
+	a := w.ensure("p1", direct)
+	w.ensure("p2", direct)
+
+	// A new IPv6 prefix on the uplink (the phone joined another Wi-Fi): its
+	// hosts are the new home LAN. An IPv6 LAN is a public prefix, so only
+	// the host's facts can say it is personal.
+	const newLAN6, newRouter6 = "2001:db8:61::2", "2001:db8:61::1"
+	ipCmd(t, "-n", w.rtrName, "addr", "add", newRouter6+"/64", "dev", "r-up", "nodad")
+	ipCmd(t, "-n", w.hostName, "addr", "add", newLAN6+"/64", "dev", "up0", "nodad")
+	eventually(t, "work reaching a host of the network the phone just joined", func() error {
+		line, err := fetch(a.NSPath, "tcp", hp(newRouter6, 80))
+		if err == nil {
+			return fmt.Errorf("reached it (%q)", line)
+		}
+		if !blockedErr(err) {
+			return fmt.Errorf("failed otherwise: %v", err)
+		}
+		return nil
+	})
+
+	// Wi-Fi to mobile data: the default route moves to another interface.
+	ipCmd(t, "-n", w.hostName, "link", "add", "up1", "type", "veth", "peer", "name", "r-up1", "netns", w.rtrName)
+	ipCmd(t, "-n", w.hostName, "addr", "add", "198.51.101.2/24", "dev", "up1")
+	ipCmd(t, "-n", w.hostName, "link", "set", "up1", "up")
+	ipCmd(t, "-n", w.rtrName, "addr", "add", "198.51.101.1/24", "dev", "r-up1")
+	ipCmd(t, "-n", w.rtrName, "link", "set", "r-up1", "up")
+	ipCmd(t, "-n", w.hostName, "route", "replace", "default", "via", "198.51.101.1", "dev", "up1")
+	eventually(t, "work reaching the internet through the new uplink", func() error {
+		line, err := fetch(a.NSPath, "tcp", inetServer+":80")
+		if err == nil && !strings.Contains(line, "internet 198.51.101.2") {
+			err = fmt.Errorf("got %q, want it masqueraded behind the new uplink", line)
+		}
+		return err
+	})
+	st, err := w.mgr.Show(context.Background(), "p1")
+	must(t, err)
+	check(t, slices.Concat(w.isolation(a, mustInfo(t, w, "p2")), []path{
+		{name: "the old uplink's network stays personal", ns: a.NSPath, network: "tcp", addr: routerAddr + ":80"},
+		{name: "the new uplink's network is personal", ns: a.NSPath, network: "tcp", addr: "198.51.101.1:80"},
+	})...)
+	if st.Settings.Mode != ModeDirect {
+		t.Errorf("settings changed: %+v", st.Settings)
+	}
+}
+
+func mustInfo(t *testing.T, w *world, profile string) *Info {
+	t.Helper()
+	st, err := w.mgr.Show(context.Background(), profile)
+	must(t, err)
+	return &st.Info
+}

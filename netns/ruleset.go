@@ -182,6 +182,9 @@ type profileRules struct {
 	InnerOut, InnerIn []ruleSpec
 	Counters          []string
 	DNS               []netip.Addr
+	// facts are the host's facts these rules were built on (Refresh
+	// rebuilds them when the host's change).
+	facts hostFacts
 }
 
 // notPublic are the destinations "all public destinations" leaves out.
@@ -291,7 +294,7 @@ func buildProfile(p profileRef, pl pools, s Settings, h hostFacts) (profileRules
 		}
 	}
 	n := func(what string) string { return objName(p.Name, what) }
-	r := profileRules{Mode: s.Mode, DNS: dns}
+	r := profileRules{Mode: s.Mode, DNS: dns, facts: h}
 	r.Counters = []string{n("in"), n("out")}
 
 	uplinks := s.Uplinks

@@ -1,0 +1,182 @@
+package netns
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// settleDelay gathers a burst of netlink events (a network change brings
+// several addresses and routes at once) into one refresh.
+const settleDelay = 150 * time.Millisecond
+
+// Watch follows the host's addresses and routes and, whenever the facts the
+// rules rest on change (the phone moves from Wi-Fi to mobile data, joins
+// another network, gains or loses an address), puts every profile's rules
+// in line with them in one batch: work leaves through the uplinks of now,
+// and a network the phone just joined is personal at once (an IPv6 home
+// LAN is a public prefix, which no fixed list could keep out). It is
+// driven by netlink notifications, not by polling, and returns when ctx
+// ends.
+func (m *Manager) Watch(ctx context.Context) error {
+	for {
+		err := m.watchOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		// A lost subscription (the socket overflowed) may have missed events:
+		// look again, then subscribe anew.
+		m.log.Warn("host network watch interrupted; refreshing and resubscribing", "err", err)
+		if err := m.Refresh(ctx); err != nil {
+			m.log.Error("refresh profile rules after a host network change", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (m *Manager) watchOnce(ctx context.Context) error {
+	done := make(chan struct{})
+	defer close(done)
+	addrs := make(chan netlink.AddrUpdate, 256)
+	routes := make(chan netlink.RouteUpdate, 256)
+	lost := make(chan error, 2)
+	onErr := func(err error) {
+		select {
+		case lost <- err:
+		default:
+		}
+	}
+	ns := m.hostNS
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{Namespace: &ns, ErrorCallback: onErr}); err != nil {
+		return fmt.Errorf("subscribe to host addresses: %w", err)
+	}
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{Namespace: &ns, ErrorCallback: onErr}); err != nil {
+		return fmt.Errorf("subscribe to host routes: %w", err)
+	}
+	// Whatever changed before the subscription began.
+	if err := m.Refresh(ctx); err != nil {
+		m.log.Error("refresh profile rules", "err", err)
+	}
+	var settle <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-lost:
+			return err
+		case u, ok := <-addrs:
+			if !ok {
+				return fmt.Errorf("address subscription closed")
+			}
+			if m.ownAddr(u.LinkAddress.IP) {
+				continue // a profile's own veth
+			}
+			settle = time.After(settleDelay)
+		case u, ok := <-routes:
+			if !ok {
+				return fmt.Errorf("route subscription closed")
+			}
+			if !isDefaultRoute(u.Route) {
+				continue // connected routes come with their addresses
+			}
+			settle = time.After(settleDelay)
+		case <-settle:
+			settle = nil
+			if err := m.Refresh(ctx); err != nil {
+				m.log.Error("refresh profile rules after a host network change", "err", err)
+			}
+		}
+	}
+}
+
+// ownAddr reports whether ip is in one of the profiles' pools.
+func (m *Manager) ownAddr(ip []byte) bool {
+	a, ok := netip.AddrFromSlice(ip)
+	a = a.Unmap()
+	return ok && (m.pool.Contains(a) || m.pool6.IsValid() && m.pool6.Contains(a))
+}
+
+func isDefaultRoute(r netlink.Route) bool {
+	if r.Table != 0 && r.Table != 254 {
+		return false
+	}
+	if r.Dst == nil {
+		return true
+	}
+	ones, _ := r.Dst.Mask.Size()
+	return ones == 0
+}
+
+// Refresh re-reads the host's facts and, if they changed since the rules
+// were last put in place, re-applies every profile's host rules in one
+// batch; running connections that the new rules narrow are cut, as with
+// Apply. Watch calls it; it is safe to call at any time.
+func (m *Manager) Refresh(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.applied) == 0 {
+		return nil
+	}
+	facts, err := m.facts()
+	if err != nil {
+		return err
+	}
+	full := map[string]profileRules{}
+	var cut []string
+	for name, prev := range m.applied {
+		ps := m.st.Profiles[name]
+		if ps == nil || ps.Settings == nil || reflect.DeepEqual(prev.facts, facts) {
+			continue
+		}
+		ref := profileRef{Name: name, HostIf: ps.HostIf, Subnet: ps.Subnet, Subnet6: ps.Subnet6}
+		pr, err := buildProfile(ref, m.pools(), *ps.Settings, facts)
+		if err != nil {
+			// The settings no longer fit the host (say, a resolver they name
+			// became one of its addresses): keep the old rules, say so.
+			m.log.Error("profile rules cannot follow the host's network change; kept as they were", "profile", name, "err", err)
+			continue
+		}
+		full[name] = pr
+		if !widens(prev, pr) {
+			cut = append(cut, name)
+		}
+	}
+	if len(full) == 0 {
+		return nil
+	}
+	c, err := m.hostConn()
+	if err != nil {
+		return err
+	}
+	if err := hostBatch(c, m.pools(), m.refs(), full, nil, tableObjects{}); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("apply nftables batch after a host network change: %w", err)
+	}
+	for name, pr := range full {
+		if m.onDNS != nil && !slices.Equal(m.applied[name].DNS, pr.DNS) {
+			m.onDNS(name, resolvConf(pr.DNS))
+		}
+		m.applied[name] = pr
+	}
+	m.log.Info("profile rules follow the host's network", "uplinks", facts.Uplinks, "profiles", len(full))
+	for _, name := range cut {
+		if err := m.cutConnections(m.st.Profiles[name]); err != nil {
+			return fmt.Errorf("profile %s: rules applied, but running connections were not cut: %w", name, err)
+		}
+	}
+	return nil
+}
