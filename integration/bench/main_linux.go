@@ -183,7 +183,11 @@ func printTable(w io.Writer, lines []Line) {
 		if l.PeerName != "" {
 			note = strings.TrimSuffix("peer: "+l.PeerName+"; "+note, "; ")
 		}
-		row(l.Name, l.Workcell.String(), l.Peer.String(), ratio(l.Workcell, l.Peer), p99, target, note)
+		r := ratio(l.Workcell, l.Peer)
+		if l.Ratio != 0 {
+			r = fmt.Sprintf("%.2fx", l.Ratio)
+		}
+		row(l.Name, l.Workcell.String(), l.Peer.String(), r, p99, target, note)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -40,6 +40,10 @@ type Line struct {
 	Target string
 	Over   bool
 	Note   string
+	// Ratio, when not 0, is the ratio column instead of Workcell/Peer: for
+	// rows that pair their samples round by round (the median of the
+	// per-round ratios, not the ratio of the medians).
+	Ratio float64
 }
 
 var registry []Row
