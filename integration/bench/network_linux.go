@@ -317,7 +317,7 @@ func netThroughput(ctx context.Context, b *Bench) ([]Line, error) {
 	// speed of this shared machine's cores drifts by tens of percent within
 	// seconds, so a ratio of medians taken apart wanders more than the
 	// difference being measured; a ratio within one round does less so.
-	n, dur := b.N(15, 1), time.Second
+	n, dur := b.N(25, 1), time.Second
 	run := func(ns string, into *[]float64) func() error {
 		return func() error {
 			v, err := iperf(ctx, ns, dur)
