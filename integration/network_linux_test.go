@@ -45,6 +45,7 @@ const (
 type world struct {
 	*daemon
 	host, router, lan string // namespace paths
+	resolv            string // the host's resolver file the daemon reads
 }
 
 func newWorld(t *testing.T, opts ...daemonOpt) *world {
@@ -55,7 +56,7 @@ func newWorld(t *testing.T, opts ...daemonOpt) *world {
 		t.Fatal(err)
 	}
 	d := newDaemon(t, append([]daemonOpt{withConfig("net_resolv_conf", resolv)}, opts...)...)
-	w := &world{daemon: d, host: netnsPath(d.netns)}
+	w := &world{daemon: d, host: netnsPath(d.netns), resolv: resolv}
 	h := d.netns
 	rtr, lan := newNetNS(t, "wcit-r"), newNetNS(t, "wcit-l")
 	w.router, w.lan = netnsPath(rtr), netnsPath(lan)
@@ -345,7 +346,11 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 	t.Run("rules follow the phone's networks", func(t *testing.T) {
 		// The phone joins another network: a new IPv6 prefix on its uplink
 		// (public, so only the daemon's watch on the host can make it
-		// personal), with a host of that network in the router.
+		// personal), with a host of that network in the router, and a new
+		// resolver.
+		if err := os.WriteFile(w.resolv, []byte("nameserver 203.0.113.54\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		ipIn(t, w.daemon.netns, "addr", "add", "2001:db8:61::2/64", "dev", "up0", "nodad")
 		ipIn(t, filepath.Base(w.router), "addr", "add", "2001:db8:61::1/64", "dev", "r-up", "nodad")
 		deadline := time.Now().Add(5 * time.Second)
@@ -358,6 +363,10 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 				t.Fatalf("work still reaches a host of the network the phone joined 5s ago: %q", out)
 			}
 			time.Sleep(200 * time.Millisecond)
+		}
+		// The running container's resolv.conf (a bind mount) follows.
+		if rc := w.with(t).ok("exec", "work", "--", "cat", "/etc/resolv.conf"); !strings.Contains(rc, "nameserver 203.0.113.54") || strings.Contains(rc, dnsServer) {
+			t.Errorf("the profile's resolv.conf did not follow the phone's new resolver:\n%s", rc)
 		}
 	})
 
