@@ -157,7 +157,13 @@ func (w *world) fromProfile(t *testing.T, profile string, probes ...probe) {
 	var sb strings.Builder
 	for i, p := range probes {
 		host, port, _ := net.SplitHostPort(p.addr)
-		fmt.Fprintf(&sb, "(echo \"%d|$(timeout 2 nc -w 1 %s %s </dev/null 2>/dev/null | head -n1)\") & ", i, host, port)
+		// A probe that must be blocked waits 1 s; one that must work may
+		// take longer on a loaded machine and returns as soon as it works.
+		wait := 1
+		if p.allowed {
+			wait = 4
+		}
+		fmt.Fprintf(&sb, "(echo \"%d|$(timeout %d nc -w %d %s %s </dev/null 2>/dev/null | head -n1)\") & ", i, wait+1, wait, host, port)
 	}
 	sb.WriteString("wait")
 	out := w.with(t).ok("exec", profile, "--", "sh", "-c", sb.String())
