@@ -629,20 +629,28 @@ func binderFromWire(w api.BinderPolicy) (binder.ProxyPolicy, error) {
 		return binder.ProxyPolicy{}, api.Errorf(api.ErrInvalidArgument, format, args...)
 	}
 	var pol binder.ProxyPolicy
+	// entry checks what a service and an export both need: a name, a
+	// descriptor and at least one code.
+	entry := func(at, name, descriptor string, in []string) ([]binder.CodeRange, error) {
+		switch {
+		case name == "":
+			return nil, api.Errorf(api.ErrInvalidArgument, "%s.name: required", at)
+		case descriptor == "":
+			return nil, api.Errorf(api.ErrInvalidArgument, "%s (%s).descriptor: required", at, name)
+		case len(in) == 0:
+			return nil, api.Errorf(api.ErrInvalidArgument, "%s (%s).codes: at least one code is required", at, name)
+		}
+		codes, err := parseCodes(in)
+		if err != nil {
+			return nil, api.Errorf(api.ErrInvalidArgument, "%s (%s).codes: %v", at, name, err)
+		}
+		return codes, nil
+	}
 	for i, s := range w.Services {
 		at := fmt.Sprintf("services[%d]", i)
-		if s.Name == "" {
-			return bad("%s.name: required", at)
-		}
-		if s.Descriptor == "" {
-			return bad("%s (%s).descriptor: required", at, s.Name)
-		}
-		if len(s.Codes) == 0 {
-			return bad("%s (%s).codes: at least one code is required", at, s.Name)
-		}
-		codes, err := parseCodes(s.Codes)
+		codes, err := entry(at, s.Name, s.Descriptor, s.Codes)
 		if err != nil {
-			return bad("%s (%s).codes: %v", at, s.Name, err)
+			return binder.ProxyPolicy{}, err
 		}
 		sp := binder.ServicePolicy{Name: s.Name, Descriptor: s.Descriptor, Codes: codes, AllowFDs: s.AllowFDs}
 		for j, o := range s.Objects {
@@ -658,19 +666,9 @@ func binderFromWire(w api.BinderPolicy) (binder.ProxyPolicy, error) {
 		pol.Services = append(pol.Services, sp)
 	}
 	for i, e := range w.Exports {
-		at := fmt.Sprintf("exports[%d]", i)
-		if e.Name == "" {
-			return bad("%s.name: required", at)
-		}
-		if e.Descriptor == "" {
-			return bad("%s (%s).descriptor: required", at, e.Name)
-		}
-		if len(e.Codes) == 0 {
-			return bad("%s (%s).codes: at least one code is required", at, e.Name)
-		}
-		codes, err := parseCodes(e.Codes)
+		codes, err := entry(fmt.Sprintf("exports[%d]", i), e.Name, e.Descriptor, e.Codes)
 		if err != nil {
-			return bad("%s (%s).codes: %v", at, e.Name, err)
+			return binder.ProxyPolicy{}, err
 		}
 		pol.Exports = append(pol.Exports, binder.ExportPolicy{Name: e.Name, HostName: e.HostName,
 			Descriptor: e.Descriptor, Codes: codes, AllowFDs: e.AllowFDs})

@@ -183,11 +183,11 @@ func (m *Manager) Close() error {
 func ipv6Off(h vns.NsHandle) string {
 	var why string
 	err := inNS(h, func() error {
-		b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+		v, err := readSysctl("net/ipv6/conf/all/disable_ipv6")
 		switch {
 		case err != nil:
 			why = "the kernel has no IPv6"
-		case strings.TrimSpace(string(b)) != "0":
+		case v != "0":
 			why = "IPv6 is disabled on the host (net.ipv6.conf.all.disable_ipv6)"
 		}
 		return nil
@@ -368,31 +368,37 @@ func (m *Manager) ensure(ctx context.Context, profile string, s Settings) (*Info
 			return nil, fmt.Errorf("profile %s: interface name %s already used by profile %s: %w", profile, hostIf, name, ErrInvalid)
 		}
 	}
-	ps, ok := m.st.Profiles[profile]
-	if !ok {
+	// Addresses the profile lacks are allocated together and saved once.
+	ps, known := m.st.Profiles[profile]
+	next := profileState{HostIf: hostIf}
+	if known {
+		next = *ps
+	} else {
 		sub, err := m.st.allocate()
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", profile, err)
 		}
-		ps = &profileState{Subnet: sub, HostIf: hostIf}
-		m.st.Profiles[profile] = ps
-		if err := m.st.save(m.stateFile); err != nil {
-			delete(m.st.Profiles, profile)
-			return nil, err
-		}
-		m.log.Info("allocated profile subnet", "profile", profile, "subnet", sub)
+		next.Subnet = sub
 	}
-	if m.pool6.IsValid() && !ps.Subnet6.IsValid() {
+	if m.pool6.IsValid() && !next.Subnet6.IsValid() {
 		sub6, err := m.st.allocate6(m.pool6)
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", profile, err)
 		}
-		ps.Subnet6 = sub6
+		next.Subnet6 = sub6
+	}
+	if !known || next.Subnet6 != ps.Subnet6 {
+		m.st.Profiles[profile] = &next
 		if err := m.st.save(m.stateFile); err != nil {
-			ps.Subnet6 = netip.Prefix{}
+			if known {
+				m.st.Profiles[profile] = ps
+			} else {
+				delete(m.st.Profiles, profile)
+			}
 			return nil, err
 		}
-		m.log.Info("allocated profile IPv6 subnet", "profile", profile, "subnet", sub6)
+		ps = &next
+		m.log.Info("allocated profile addresses", "profile", profile, "subnet", ps.Subnet, "subnet6", ps.Subnet6)
 	}
 	gw, work := subnetAddrs(ps.Subnet)
 	var gw6, work6 netip.Prefix
@@ -605,8 +611,7 @@ func (m *Manager) enableForwarding6() error {
 			continue
 		}
 		key := "net/ipv6/conf/" + name + "/accept_ra"
-		b, err := os.ReadFile("/proc/sys/" + key)
-		if err != nil || strings.TrimSpace(string(b)) != "1" {
+		if v, err := readSysctl(key); err != nil || v != "1" {
 			continue
 		}
 		if err := writeSysctl(key, "2"); err != nil {
@@ -622,12 +627,19 @@ func (m *Manager) enableForwarding6() error {
 	return nil
 }
 
-func sysctlOn(key string) (bool, error) {
+// readSysctl reads a sysctl of the calling thread's network namespace,
+// key as a path under /proc/sys.
+func readSysctl(key string) (string, error) {
 	b, err := os.ReadFile("/proc/sys/" + key)
 	if err != nil {
-		return false, fmt.Errorf("read %s: %w", strings.ReplaceAll(key, "/", "."), err)
+		return "", fmt.Errorf("read %s: %w", strings.ReplaceAll(key, "/", "."), err)
 	}
-	return strings.TrimSpace(string(b)) != "0", nil
+	return strings.TrimSpace(string(b)), nil
+}
+
+func sysctlOn(key string) (bool, error) {
+	v, err := readSysctl(key)
+	return v != "0" && err == nil, err
 }
 
 func writeSysctl(key, v string) error {
