@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,7 +49,28 @@ type HardenOptions struct {
 	// profile's own network namespace, and the host's rules, not the
 	// profile's, are the enforcement.
 	ExtraCapabilities []string
+	// SELinuxLabel, SELinuxMountLabel and AppArmorProfile are the
+	// container's labels, from the daemon's config; a bundle's own are
+	// refused. Empty means none.
+	SELinuxLabel      string
+	SELinuxMountLabel string
+	AppArmorProfile   string
+	// OOMScoreAdj is the least oom_score_adj the container's processes get
+	// (a bundle may ask for more); 0 means DefaultOOMScoreAdj.
+	OOMScoreAdj int
 }
+
+// DefaultOOMScoreAdj is the container's oom_score_adj unless the daemon or
+// the bundle asks for more. Without one the container inherits the daemon's,
+// and Android's init runs its services at -1000: the work profile would then
+// be the last thing the kernel kills. 800 puts work below the personal
+// side's foreground, visible and service apps (lmkd gives them 0 to 500)
+// and above its cached ones (900 and up).
+const DefaultOOMScoreAdj = 800
+
+// MaxConfigBytes bounds a bundle's config.json: the runtime-spec's default is
+// about 3 KiB, and the daemon reads it whole.
+const MaxConfigBytes = 1 << 20
 
 // DefaultCgroupParent is the cgroup under which containers are placed unless
 // HardenOptions.CgroupParent says otherwise.
@@ -71,22 +93,20 @@ var AllowedCapabilities = []string{
 	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE", "CAP_SETFCAP",
 }
 
-// Runc's default masked and read-only paths (runc spec), which Harden adds to
-// the bundle's own.
+// Runc's default masked and read-only paths (runc spec), plus the two that
+// Docker and Kubernetes mask since (/proc/interrupts, powercap: energy
+// counters are a side channel), which Harden adds to the bundle's own.
 var (
 	defaultMaskedPaths = []string{
 		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
 		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
 		"/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+		"/proc/interrupts", "/sys/devices/virtual/powercap",
 	}
 	defaultReadonlyPaths = []string{
 		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 	}
 )
-
-// allowedMountTypes are filesystems that expose nothing of the host beyond
-// what the container's own namespaces show.
-var allowedMountTypes = []string{"proc", "tmpfs", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"}
 
 // namespacedSysctlPrefixes are the sysctls that belong to a namespace the
 // container owns (net, ipc); anything else would change the host.
@@ -98,7 +118,7 @@ var namespacedSysctlExact = []string{"kernel.sem"}
 // bundle and exists, and runs Validate.
 func LoadBundle(dir string) (*specs.Spec, error) {
 	name := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(name)
+	data, err := readConfig(name)
 	if err != nil {
 		return nil, fmt.Errorf("load bundle %s: %w", dir, err)
 	}
@@ -121,6 +141,23 @@ func LoadBundle(dir string) (*specs.Spec, error) {
 		return nil, fmt.Errorf("load bundle %s: root.path: %s is not a directory: %w", dir, rootfs, ErrInvalidSpec)
 	}
 	return spec, nil
+}
+
+// readConfig reads a config.json of at most MaxConfigBytes.
+func readConfig(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxConfigBytes {
+		return nil, fmt.Errorf("%s: larger than %d KiB: %w", name, MaxConfigBytes>>10, ErrInvalidSpec)
+	}
+	return data, nil
 }
 
 // decodeSpec parses config.json strictly: unknown fields and trailing data
@@ -199,28 +236,27 @@ func Validate(spec *specs.Spec) error {
 	}
 
 	validateProcess(spec.Process, bad)
-
-	for i, m := range spec.Mounts {
-		f := fmt.Sprintf("mounts[%d]", i)
-		if !strings.HasPrefix(m.Destination, "/") {
-			bad(f+".destination", "%q must be an absolute path", m.Destination)
-		}
-		if m.Type == "bind" || m.Type == "rbind" {
-			bad(f+".type", "bind mounts of host paths are not allowed")
-		} else if !slices.Contains(allowedMountTypes, m.Type) {
-			bad(f+".type", "mount type %q is not allowed (allowed: %s)", m.Type, strings.Join(allowedMountTypes, ", "))
-		}
-		for j, o := range m.Options {
-			if o == "bind" || o == "rbind" {
-				bad(fmt.Sprintf("%s.options[%d]", f, j), "bind mounts of host paths are not allowed")
-			}
-		}
-	}
+	validateMounts(spec.Mounts, bad)
+	validateAnnotations(spec.Annotations, bad)
 
 	if l := spec.Linux; l != nil {
 		validateLinux(l, bad)
 	}
 	return errors.Join(errs...)
+}
+
+// interpretedAnnotations are annotation prefixes that runtimes read as
+// settings: libcontainer's systemd unit properties and CRIU options, crun's
+// run.oci.* (a bundle may meet another runtime in a bench or a debug run).
+// "bundle" is libcontainer's own label of the bundle's path.
+var interpretedAnnotations = []string{"org.systemd.property.", "org.criu.", "run.oci."}
+
+func validateAnnotations(a map[string]string, bad func(field, format string, a ...any)) {
+	for _, k := range slices.Sorted(maps.Keys(a)) {
+		if k == "bundle" || slices.ContainsFunc(interpretedAnnotations, func(p string) bool { return strings.HasPrefix(k, p) }) {
+			bad("annotations", "%s is read by container runtimes as a setting and is not allowed", bounded(k))
+		}
+	}
 }
 
 func validateProcess(p *specs.Process, bad func(field, format string, a ...any)) {
@@ -253,16 +289,37 @@ func validateProcess(p *specs.Process, bad func(field, format string, a ...any))
 			}
 		}
 	}
-	if p.ApparmorProfile == "unconfined" {
-		bad("process.apparmorProfile", "an unconfined process is not allowed")
+	// Labels are the phone's policy, not the image's: an image could
+	// otherwise pick the most privileged domain the host's policy has.
+	if p.ApparmorProfile != "" {
+		bad("process.apparmorProfile", "%s: the AppArmor profile comes from the daemon's config (apparmor_profile)", bounded(p.ApparmorProfile))
+	}
+	if p.SelinuxLabel != "" {
+		bad("process.selinuxLabel", "%s: the SELinux label comes from the daemon's config (selinux_label)", bounded(p.SelinuxLabel))
 	}
 	if p.OOMScoreAdj != nil && *p.OOMScoreAdj < 0 {
 		bad("process.oomScoreAdj", "%d would shield the container from the OOM killer", *p.OOMScoreAdj)
+	} else if p.OOMScoreAdj != nil && *p.OOMScoreAdj > 1000 {
+		bad("process.oomScoreAdj", "%d is above the kernel's 1000", *p.OOMScoreAdj)
+	}
+	validateRlimits(p.Rlimits, bad)
+	if n := len(p.User.AdditionalGids); n > maxGroups {
+		bad("process.user.additionalGids", "%d groups exceed the kernel's %d", n, maxGroups)
 	}
 	if s := p.Scheduler; s != nil {
 		switch s.Policy {
 		case specs.SchedFIFO, specs.SchedRR, specs.SchedDeadline:
 			bad("process.scheduler.policy", "real-time policy %s is not allowed", s.Policy)
+		}
+		// The runtime applies these as root: a negative nice would put
+		// work ahead of the personal side.
+		if s.Nice < 0 {
+			bad("process.scheduler.nice", "%d would raise the container above the personal side's priority", s.Nice)
+		}
+		for i, fl := range s.Flags {
+			if fl != specs.SchedFlagResetOnFork {
+				bad(fmt.Sprintf("process.scheduler.flags[%d]", i), "flag %s is not allowed", bounded(string(fl)))
+			}
 		}
 	}
 	if io := p.IOPriority; io != nil && io.Class == specs.IOPRIO_CLASS_RT {
@@ -295,14 +352,7 @@ func validateLinux(l *specs.Linux, bad func(field, format string, a ...any)) {
 		bad(fmt.Sprintf("linux.devices[%d]", i), "device %s is not allowed; devices come from the daemon", d.Path)
 	}
 	if r := l.Resources; r != nil {
-		for i, d := range r.Devices {
-			if d.Allow {
-				bad(fmt.Sprintf("linux.resources.devices[%d].allow", i), "allowing device access is not allowed")
-			}
-		}
-		if r.CPU != nil && (r.CPU.RealtimeRuntime != nil || r.CPU.RealtimePeriod != nil) {
-			bad("linux.resources.cpu.realtimeRuntime", "real-time CPU time is not allowed")
-		}
+		validateResources(r, bad)
 	}
 	for k := range l.Sysctl {
 		if !slices.Contains(namespacedSysctlExact, k) && !slices.ContainsFunc(namespacedSysctlPrefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
@@ -322,6 +372,76 @@ func validateLinux(l *specs.Linux, bad func(field, format string, a ...any)) {
 	}
 	if l.IntelRdt != nil {
 		bad("linux.intelRdt", "not supported")
+	}
+	if l.MountLabel != "" {
+		bad("linux.mountLabel", "%s: the SELinux mount label comes from the daemon's config (selinux_mount_label)", bounded(l.MountLabel))
+	}
+	if len(l.TimeOffsets) > 0 {
+		bad("linux.timeOffsets", "time namespaces are not supported")
+	}
+}
+
+// maxGroups is the kernel's NGROUPS_MAX.
+const maxGroups = 65536
+
+// validateResources accepts from a bundle only what the daemon replaces by
+// the profile's limits (memory, swap and reservation, CPU shares and quota,
+// pids) and device rules that deny: everything else is a raw cgroup knob
+// that could lift the daemon's limits, pin memory, or reach a cgroup other
+// than the profile's, and is refused by name.
+func validateResources(r *specs.LinuxResources, bad func(field, format string, a ...any)) {
+	for i, d := range r.Devices {
+		if d.Allow {
+			bad(fmt.Sprintf("linux.resources.devices[%d].allow", i), "allowing device access is not allowed")
+		}
+	}
+	if len(r.Unified) > 0 {
+		keys := slices.Sorted(maps.Keys(r.Unified))
+		if len(keys) > 3 {
+			keys = append(keys[:3], "...")
+		}
+		for i := range keys {
+			keys[i] = bounded(keys[i])
+		}
+		bad("linux.resources.unified", "raw cgroup files (%s) are not allowed: the daemon owns the profile's cgroup", strings.Join(keys, ", "))
+	}
+	if r.BlockIO != nil {
+		bad("linux.resources.blockIO", "block I/O weights and throttles of host devices are not allowed")
+	}
+	if len(r.HugepageLimits) > 0 {
+		bad("linux.resources.hugepageLimits", "hugepage limits are not allowed")
+	}
+	if len(r.Rdma) > 0 {
+		bad("linux.resources.rdma", "RDMA limits are not allowed")
+	}
+	if r.Network != nil {
+		bad("linux.resources.network", "net_cls/net_prio ids are not allowed: they would tag work's traffic for the host's own rules")
+	}
+	if m := r.Memory; m != nil {
+		refuse := map[string]bool{
+			"kernel": m.Kernel != nil, "kernelTCP": m.KernelTCP != nil, "swappiness": m.Swappiness != nil,
+			"disableOOMKiller": m.DisableOOMKiller != nil, "useHierarchy": m.UseHierarchy != nil,
+			"checkBeforeUpdate": m.CheckBeforeUpdate != nil,
+		}
+		for _, k := range slices.Sorted(maps.Keys(refuse)) {
+			if refuse[k] {
+				bad("linux.resources.memory."+k, "not allowed: the daemon sets the profile's memory limits")
+			}
+		}
+	}
+	if c := r.CPU; c != nil {
+		if c.RealtimeRuntime != nil || c.RealtimePeriod != nil {
+			bad("linux.resources.cpu.realtimeRuntime", "real-time CPU time is not allowed")
+		}
+		if c.Burst != nil {
+			bad("linux.resources.cpu.burst", "a burst would lift the daemon's CPU quota")
+		}
+		if c.Cpus != "" || c.Mems != "" {
+			bad("linux.resources.cpu.cpus", "CPU and memory node placement is the daemon's")
+		}
+		if c.Idle != nil {
+			bad("linux.resources.cpu.idle", "not allowed: the daemon sets the profile's CPU limits")
+		}
 	}
 }
 
@@ -373,6 +493,18 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 		p.Cwd = "/"
 	}
 	p.Capabilities = hardenCapabilities(p.Capabilities)
+	p.Rlimits = hardenRlimits(p.Rlimits)
+	p.SelinuxLabel, p.ApparmorProfile = opts.SELinuxLabel, opts.AppArmorProfile
+	oom := opts.OOMScoreAdj
+	if oom == 0 {
+		oom = DefaultOOMScoreAdj
+	}
+	if oom < 1 || oom > 1000 {
+		return nil, fmt.Errorf("harden %s: oom_score_adj %d is not in 1..1000: %w", opts.ID, oom, ErrInvalidSpec)
+	}
+	if p.OOMScoreAdj == nil || *p.OOMScoreAdj < oom {
+		p.OOMScoreAdj = &oom
+	}
 	for _, c := range opts.ExtraCapabilities {
 		if !validCapName(c) {
 			return nil, fmt.Errorf("harden %s: extra capability %q is not a CAP_ name: %w", opts.ID, c, ErrInvalidSpec)
@@ -384,14 +516,8 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 		}
 	}
 
-	for i := range s.Mounts {
-		// Read-only views of the host's sysfs and of the cgroup tree: a net
-		// namespace does not make sysfs writes harmless.
-		if t := s.Mounts[i].Type; (t == "sysfs" || t == "cgroup" || t == "cgroup2") && !slices.Contains(s.Mounts[i].Options, "ro") {
-			s.Mounts[i].Options = append(slices.DeleteFunc(s.Mounts[i].Options, func(o string) bool { return o == "rw" }), "ro")
-		}
-	}
-	s.Mounts = append(s.Mounts, opts.Mounts...)
+	// The daemon's mounts (binder node, resolv.conf...) are trusted.
+	s.Mounts = append(hardenMounts(s.Mounts), opts.Mounts...)
 
 	if s.Linux == nil {
 		s.Linux = &specs.Linux{}
@@ -407,10 +533,11 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 	}
 	l.MaskedPaths = union(defaultMaskedPaths, l.MaskedPaths)
 	l.ReadonlyPaths = union(defaultReadonlyPaths, l.ReadonlyPaths)
+	l.MountLabel = opts.SELinuxMountLabel
 
-	if l.Resources == nil {
-		l.Resources = &specs.LinuxResources{}
-	}
+	// Rebuilt, not edited: the bundle's validated resources hold nothing
+	// the daemon keeps.
+	l.Resources = &specs.LinuxResources{}
 	r := l.Resources
 	// Deny all, then libcontainer's defaults (specconv.AllowedDevices) and
 	// the daemon's own devices are allowed.
@@ -420,7 +547,6 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 		major, minor := d.Major, d.Minor
 		r.Devices = append(r.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
 	}
-	r.Memory, r.CPU, r.Pids = nil, nil, nil
 	if m := opts.Limits.MemoryBytes; m > 0 {
 		r.Memory = &specs.LinuxMemory{Limit: &m}
 	}

@@ -133,8 +133,27 @@ func TestValidateAccepts(t *testing.T) {
 		}},
 		{"no linux section", func(s *specs.Spec) { s.Linux = nil }},
 		{"nested root path", func(s *specs.Spec) { s.Root.Path = "a/../rootfs" }},
-		{"cgroup2 and tmpfs mounts", func(s *specs.Spec) {
-			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs"}, specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup2"})
+		{"cgroup2 at /sys/fs/cgroup", func(s *specs.Spec) {
+			s.Mounts[6] = specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup2"}
+		}},
+		{"fewer mounts than runc's", func(s *specs.Spec) { s.Mounts = s.Mounts[:1] }},
+		{"destination with a trailing slash", func(s *specs.Spec) { s.Mounts[0].Destination = "/proc/" }},
+		{"bigger /dev/shm", func(s *specs.Spec) { s.Mounts[3].Options = []string{"size=512m"} }},
+		{"rlimits within the caps", func(s *specs.Spec) {
+			s.Process.Rlimits = []specs.POSIXRlimit{
+				{Type: "RLIMIT_NOFILE", Soft: 4096, Hard: MaxNofile}, {Type: "RLIMIT_MEMLOCK", Soft: 1 << 20, Hard: MaxMemlock},
+				{Type: "RLIMIT_RTPRIO"}, {Type: "RLIMIT_CORE", Soft: 0, Hard: ^uint64(0)},
+			}
+		}},
+		{"limits the daemon replaces", func(s *specs.Spec) {
+			s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: ptr(int64(1 << 30)), Swap: ptr(int64(1 << 30))}
+			s.Linux.Resources.CPU = &specs.LinuxCPU{Shares: ptr(uint64(1024)), Quota: ptr(int64(100000)), Period: ptr(uint64(100000))}
+			s.Linux.Resources.Pids = &specs.LinuxPids{Limit: ptr(int64(-1))}
+		}},
+		{"oom score above the default", func(s *specs.Spec) { s.Process.OOMScoreAdj = ptr(1000) }},
+		{"plain annotations", func(s *specs.Spec) { s.Annotations = map[string]string{"org.opencontainers.image.title": "work"} }},
+		{"batch scheduling, nice 10", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedBatch, Nice: 10, Flags: []specs.LinuxSchedulerFlag{specs.SchedFlagResetOnFork}}
 		}},
 	}
 	for _, tt := range tests {
