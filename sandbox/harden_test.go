@@ -77,6 +77,75 @@ func TestValidateRefusesEachWeakening(t *testing.T) {
 		{"realtime scheduler", func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedFIFO, Priority: 99} }, "process.scheduler.policy"},
 		{"shared propagation", func(s *specs.Spec) { s.Linux.RootfsPropagation = "rshared" }, "linux.rootfsPropagation"},
 		{"net devices", func(s *specs.Spec) { s.Linux.NetDevices = map[string]specs.LinuxNetDevice{"eth0": {}} }, "linux.netDevices"},
+
+		// The attacks below passed the validator before issue 8.
+		// Mounts: a second procfs off /proc escapes /proc's masked and
+		// read-only paths (core_pattern), and so on for each type.
+		{"proc at /hostproc", addMount(specs.Mount{Destination: "/hostproc", Type: "proc", Source: "proc"}), "mounts[7].destination"},
+		{"proc at /proc/../hostproc", addMount(specs.Mount{Destination: "/proc/../hostproc", Type: "proc", Source: "proc"}), "mounts[7].destination"},
+		{"second proc at /proc", addMount(specs.Mount{Destination: "/proc", Type: "proc", Source: "proc"}), "mounts[7].destination"},
+		{"sysfs at /hostsys", addMount(specs.Mount{Destination: "/hostsys", Type: "sysfs", Source: "sysfs", Options: []string{"rw"}}), "mounts[7].destination"},
+		{"second sysfs at /sys/", addMount(specs.Mount{Destination: "/sys/", Type: "sysfs", Source: "sysfs", Options: []string{"rw"}}), "mounts[7].destination"},
+		{"cgroup at /hostcgroup", addMount(specs.Mount{Destination: "/hostcgroup", Type: "cgroup", Source: "cgroup", Options: []string{"rw"}}), "mounts[7].destination"},
+		{"cgroup2 at /mnt", addMount(specs.Mount{Destination: "/mnt", Type: "cgroup2", Source: "cgroup2"}), "mounts[7].destination"},
+		{"tmpfs at /run", addMount(specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"exec", "suid"}}), "mounts[7].destination"},
+		{"tmpfs over /proc", func(s *specs.Spec) { s.Mounts[0] = specs.Mount{Destination: "/proc", Type: "tmpfs", Source: "tmpfs"} }, "mounts[0].destination"},
+		{"devpts at /mnt/pts", addMount(specs.Mount{Destination: "/mnt/pts", Type: "devpts", Source: "devpts"}), "mounts[7].destination"},
+		{"mqueue at /mq", addMount(specs.Mount{Destination: "/mq", Type: "mqueue", Source: "mqueue"}), "mounts[7].destination"},
+		{"idmapped proc", func(s *specs.Spec) { s.Mounts[0].UIDMappings = []specs.LinuxIDMapping{{Size: 1}} }, "mounts[0].uidMappings"},
+		{"/dev/shm of 100 GiB", func(s *specs.Spec) { s.Mounts[3].Options = []string{"nosuid", "size=100g"} }, "mounts[3].options[1]"},
+		{"/dev/shm of half the host", func(s *specs.Spec) { s.Mounts[3].Options = []string{"size=50%"} }, "mounts[3].options[0]"},
+
+		// Raw cgroup knobs.
+		{"unified cgroup.procs", func(s *specs.Spec) { s.Linux.Resources.Unified = map[string]string{"cgroup.procs": "1"} }, "linux.resources.unified"},
+		{"unified pids.max", func(s *specs.Spec) { s.Linux.Resources.Unified = map[string]string{"pids.max": "max"} }, "linux.resources.unified"},
+		{"blockIO", func(s *specs.Spec) {
+			s.Linux.Resources.BlockIO = &specs.LinuxBlockIO{Weight: ptr(uint16(1000))}
+		}, "linux.resources.blockIO"},
+		{"hugepage limits", func(s *specs.Spec) {
+			s.Linux.Resources.HugepageLimits = []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 1 << 40}}
+		}, "linux.resources.hugepageLimits"},
+		{"rdma", func(s *specs.Spec) { s.Linux.Resources.Rdma = map[string]specs.LinuxRdma{"mlx5_0": {}} }, "linux.resources.rdma"},
+		{"net_cls classid", func(s *specs.Spec) {
+			s.Linux.Resources.Network = &specs.LinuxNetwork{ClassID: ptr(uint32(0x100001))}
+		}, "linux.resources.network"},
+		{"memory disableOOMKiller", func(s *specs.Spec) {
+			s.Linux.Resources.Memory = &specs.LinuxMemory{DisableOOMKiller: ptr(true)}
+		}, "linux.resources.memory.disableOOMKiller"},
+		{"memory kernel", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{Kernel: ptr(int64(-1))} }, "linux.resources.memory.kernel"},
+		{"memory swappiness", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{Swappiness: ptr(uint64(0))} }, "linux.resources.memory.swappiness"},
+		{"cpu burst", func(s *specs.Spec) { s.Linux.Resources.CPU = &specs.LinuxCPU{Burst: ptr(uint64(1 << 40))} }, "linux.resources.cpu.burst"},
+		{"cpuset", func(s *specs.Spec) { s.Linux.Resources.CPU = &specs.LinuxCPU{Cpus: "0"} }, "linux.resources.cpu.cpus"},
+
+		// Rlimits: the runtime sets them as root, above the daemon's own.
+		{"rtprio 99", addRlimit("RLIMIT_RTPRIO", 99, 99), "process.rlimits[1].hard"},
+		{"rttime", addRlimit("RLIMIT_RTTIME", 1, 1), "process.rlimits[1].hard"},
+		{"unlimited memlock", addRlimit("RLIMIT_MEMLOCK", ^uint64(0), ^uint64(0)), "process.rlimits[1].hard"},
+		{"nofile 2^30", func(s *specs.Spec) { s.Process.Rlimits[0].Hard = 1 << 30 }, "process.rlimits[0].hard"},
+		{"nice 40", addRlimit("RLIMIT_NICE", 40, 40), "process.rlimits[1].hard"},
+		{"msgqueue 1 GiB", addRlimit("RLIMIT_MSGQUEUE", 1<<30, 1<<30), "process.rlimits[1].hard"},
+		{"unknown rlimit", addRlimit("RLIMIT_EVERYTHING", 1, 1), "process.rlimits[1].type"},
+		{"duplicate nofile", addRlimit("RLIMIT_NOFILE", 1<<30, 1<<30), "process.rlimits[1].type"},
+		{"soft above hard", addRlimit("RLIMIT_CORE", 2, 1), "process.rlimits[1].soft"},
+
+		// Labels are the phone's, not the image's.
+		{"selinux label", func(s *specs.Spec) { s.Process.SelinuxLabel = "u:r:su:s0" }, "process.selinuxLabel"},
+		{"apparmor profile", func(s *specs.Spec) { s.Process.ApparmorProfile = "lax" }, "process.apparmorProfile"},
+		{"mount label", func(s *specs.Spec) { s.Linux.MountLabel = "u:object_r:rootfs:s0" }, "linux.mountLabel"},
+
+		// The rest of a bundle the runtime hands to the kernel.
+		{"oom score above 1000", func(s *specs.Spec) { s.Process.OOMScoreAdj = ptr(1001) }, "process.oomScoreAdj"},
+		{"nice -20", func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedOther, Nice: -20} }, "process.scheduler.nice"},
+		{"util clamp flag", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedOther, Flags: []specs.LinuxSchedulerFlag{specs.SchedFlagUtilClampMin}}
+		}, "process.scheduler.flags[0]"},
+		{"systemd property annotation", func(s *specs.Spec) {
+			s.Annotations = map[string]string{"org.systemd.property.Delegate": "true"}
+		}, "annotations"},
+		{"too many groups", func(s *specs.Spec) { s.Process.User.AdditionalGids = make([]uint32, 65537) }, "process.user.additionalGids"},
+		{"time offsets", func(s *specs.Spec) {
+			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}}
+		}, "linux.timeOffsets"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +166,39 @@ func TestValidateRefusesEachWeakening(t *testing.T) {
 				t.Errorf("error %q does not name field %q", err, tt.field)
 			}
 		})
+	}
+}
+
+func addMount(m specs.Mount) func(*specs.Spec) {
+	return func(s *specs.Spec) { s.Mounts = append(s.Mounts, m) }
+}
+
+func addRlimit(typ string, soft, hard uint64) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: typ, Soft: soft, Hard: hard})
+	}
+}
+
+// The refusal of a mount off its path says where that type may go.
+func TestValidateNamesTheMountsPlace(t *testing.T) {
+	s := testbundle.Spec()
+	s.Mounts = append(s.Mounts[:3], specs.Mount{Destination: "/hostproc", Type: "proc", Source: "proc"})
+	err := Validate(s)
+	if err == nil || err.Error() != "config.json: mounts[3].destination: proc only at /proc" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// A refusal quotes an attacker-chosen name cut short: the line is logged.
+func TestValidateBoundsQuotedNames(t *testing.T) {
+	s := testbundle.Spec()
+	long := strings.Repeat("x", 10000)
+	s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: long})
+	s.Linux.Resources.Unified = map[string]string{long: "1", "a": "1", "b": "1", "c": "1"}
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: long})
+	err := Validate(s)
+	if err == nil || len(err.Error()) > 1000 {
+		t.Fatalf("error of %d bytes: %.200v", len(err.Error()), err)
 	}
 }
 
@@ -334,6 +436,8 @@ func TestHardenRefuses(t *testing.T) {
 		{"negative pids", HardenOptions{ID: "c", Limits: Limits{Pids: -1}}, "pids limit"},
 		{"relative rootfs", HardenOptions{ID: "c", Rootfs: "overlay/merged"}, "not absolute"},
 		{"extra capability that is not one", HardenOptions{ID: "c", ExtraCapabilities: []string{"net_admin"}}, "extra capability"},
+		{"negative oom score", HardenOptions{ID: "c", OOMScoreAdj: -1000}, "oom_score_adj"},
+		{"oom score above 1000", HardenOptions{ID: "c", OOMScoreAdj: 1001}, "oom_score_adj"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -418,4 +522,187 @@ func TestLoadBundleErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// Each mount the container gets is the default one at its destination,
+// with the daemon's options, whatever the bundle wrote: before issue 8 a
+// bundle's ["ro","rw"] kept sysfs writable (the kernel takes the last) and
+// "rrw" (recursive rw) slipped past the check for "rw".
+func TestHardenRebuildsMounts(t *testing.T) {
+	in := testbundle.Spec()
+	byDest := func(ms []specs.Mount, d string) *specs.Mount {
+		for i := range ms {
+			if ms[i].Destination == d {
+				return &ms[i]
+			}
+		}
+		t.Fatalf("no mount at %s in %+v", d, ms)
+		return nil
+	}
+	byDest(in.Mounts, "/sys").Options = []string{"ro", "rw"}
+	byDest(in.Mounts, "/sys/fs/cgroup").Options = []string{"rrw", "nosuid"}
+	byDest(in.Mounts, "/proc").Options = []string{"suid", "exec", "dev"}
+	shm := byDest(in.Mounts, "/dev/shm")
+	shm.Options, shm.Source = []string{"exec", "suid", "size=256m", "mode=0777"}, "/etc"
+	byDest(in.Mounts, "/dev").Options = []string{"size=100g", "exec"}
+	byDest(in.Mounts, "/dev/mqueue").Destination = "/dev/mqueue/"
+	slices.Reverse(in.Mounts) // a bundle cannot reorder them to shadow one with another
+	daemonMount := specs.Mount{Destination: "/dev/binder", Type: "bind", Source: "/dev/binderfs/work", Options: []string{"bind"}}
+
+	out, err := Harden(in, hardenDir(t), HardenOptions{ID: "c", Mounts: []specs.Mount{daemonMount}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=268435456"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+		daemonMount,
+	}
+	if len(out.Mounts) != len(want) {
+		t.Fatalf("mounts = %+v, want %+v", out.Mounts, want)
+	}
+	for i := range want {
+		got, w := out.Mounts[i], want[i]
+		if got.Destination != w.Destination || got.Type != w.Type || got.Source != w.Source || !slices.Equal(got.Options, w.Options) {
+			t.Errorf("mounts[%d] = %+v, want %+v", i, got, w)
+		}
+	}
+	sys := byDest(out.Mounts, "/sys")
+	if !slices.Contains(sys.Options, "ro") || slices.Contains(sys.Options, "rw") {
+		t.Errorf("sysfs options %v: want ro and no rw", sys.Options)
+	}
+	if cg := byDest(out.Mounts, "/sys/fs/cgroup"); slices.Contains(cg.Options, "rrw") || !slices.Contains(cg.Options, "ro") {
+		t.Errorf("cgroup options %v: want ro and no rrw", cg.Options)
+	}
+}
+
+// A bundle without rlimits of the capped types gets the defaults, not the
+// daemon's own (init's may be unlimited); its own within the caps stay.
+func TestHardenRlimits(t *testing.T) {
+	in := testbundle.Spec()
+	in.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 4096, Hard: 8192}, {Type: "RLIMIT_CORE"}}
+	out, err := Harden(in, hardenDir(t), HardenOptions{ID: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]specs.POSIXRlimit{}
+	for _, r := range out.Process.Rlimits {
+		if _, dup := got[r.Type]; dup {
+			t.Errorf("%s twice", r.Type)
+		}
+		got[r.Type] = r
+	}
+	want := map[string][2]uint64{
+		"RLIMIT_NOFILE": {4096, 8192}, "RLIMIT_CORE": {0, 0}, "RLIMIT_MEMLOCK": {8 << 20, 8 << 20},
+		"RLIMIT_RTPRIO": {0, 0}, "RLIMIT_RTTIME": {0, 0}, "RLIMIT_NICE": {0, 0}, "RLIMIT_MSGQUEUE": {819200, 819200},
+	}
+	if len(got) != len(want) {
+		t.Errorf("rlimits = %+v, want %v", out.Process.Rlimits, want)
+	}
+	for typ, w := range want {
+		if r, ok := got[typ]; !ok || r.Soft != w[0] || r.Hard != w[1] {
+			t.Errorf("%s = %+v, want soft %d hard %d", typ, r, w[0], w[1])
+		}
+	}
+	for _, r := range out.Process.Rlimits {
+		if r.Hard > rlimitCaps[r.Type] {
+			t.Errorf("default %s %d above its own cap", r.Type, r.Hard)
+		}
+	}
+}
+
+// Containers inherited the daemon's oom_score_adj, -1000 under Android's
+// init: work would have outlived the personal side under memory pressure.
+func TestHardenRaisesOOMScoreAdj(t *testing.T) {
+	tests := []struct {
+		name   string
+		bundle *int
+		daemon int
+		want   int
+	}{
+		{"bundle silent", nil, 0, DefaultOOMScoreAdj},
+		{"bundle 0", ptr(0), 0, DefaultOOMScoreAdj},
+		{"bundle below the default", ptr(100), 0, DefaultOOMScoreAdj},
+		{"bundle above the default", ptr(900), 0, 900},
+		{"daemon's own", nil, 500, 500},
+		{"bundle above the daemon's", ptr(600), 500, 600},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := testbundle.Spec()
+			in.Process.OOMScoreAdj = tt.bundle
+			out, err := Harden(in, hardenDir(t), HardenOptions{ID: "c", OOMScoreAdj: tt.daemon})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Process.OOMScoreAdj == nil || *out.Process.OOMScoreAdj != tt.want {
+				t.Fatalf("oomScoreAdj = %v, want %d", out.Process.OOMScoreAdj, tt.want)
+			}
+		})
+	}
+	if DefaultOOMScoreAdj <= 0 {
+		t.Fatalf("DefaultOOMScoreAdj %d must be positive", DefaultOOMScoreAdj)
+	}
+}
+
+// Labels come from the daemon's options; a bundle has none (Validate
+// refuses them).
+func TestHardenLabelsFromDaemon(t *testing.T) {
+	opts := HardenOptions{ID: "c", SELinuxLabel: "u:r:work_app:s0", SELinuxMountLabel: "u:object_r:work_file:s0", AppArmorProfile: "workcell-work"}
+	out, err := Harden(testbundle.Spec(), hardenDir(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Process.SelinuxLabel != opts.SELinuxLabel || out.Process.ApparmorProfile != opts.AppArmorProfile || out.Linux.MountLabel != opts.SELinuxMountLabel {
+		t.Fatalf("labels %q %q %q, want the daemon's", out.Process.SelinuxLabel, out.Process.ApparmorProfile, out.Linux.MountLabel)
+	}
+	out, err = Harden(testbundle.Spec(), hardenDir(t), HardenOptions{ID: "c"})
+	if err != nil || out.Process.SelinuxLabel != "" || out.Process.ApparmorProfile != "" || out.Linux.MountLabel != "" {
+		t.Fatalf("without daemon labels: %q %q %q, %v", out.Process.SelinuxLabel, out.Process.ApparmorProfile, out.Linux.MountLabel, err)
+	}
+}
+
+// The resources the container gets are the daemon's alone: a bundle's
+// limits are replaced, not merged.
+func TestHardenRebuildsResources(t *testing.T) {
+	in := testbundle.Spec()
+	in.Linux.Resources.Memory = &specs.LinuxMemory{Limit: ptr(int64(-1)), Swap: ptr(int64(-1)), Reservation: ptr(int64(1 << 40))}
+	in.Linux.Resources.CPU = &specs.LinuxCPU{Shares: ptr(uint64(262144)), Quota: ptr(int64(-1))}
+	in.Linux.Resources.Pids = &specs.LinuxPids{Limit: ptr(int64(-1))}
+	in.Linux.CgroupsPath = "/"
+	out, err := Harden(in, hardenDir(t), HardenOptions{ID: "c", Limits: Limits{MemoryBytes: 64 << 20, Pids: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := out.Linux.Resources
+	if r.Memory == nil || *r.Memory.Limit != 64<<20 || r.Memory.Swap != nil || r.Memory.Reservation != nil {
+		t.Errorf("memory = %+v, want only the daemon's limit", r.Memory)
+	}
+	if r.CPU != nil {
+		t.Errorf("cpu = %+v, want none (no daemon CPU limit)", r.CPU)
+	}
+	if r.Pids == nil || *r.Pids.Limit != 50 {
+		t.Errorf("pids = %+v, want 50", r.Pids)
+	}
+	if out.Linux.CgroupsPath != "/workcell/c" {
+		t.Errorf("cgroupsPath = %q, want the daemon's", out.Linux.CgroupsPath)
+	}
+}
+
+func TestLoadBundleRefusesHugeConfig(t *testing.T) {
+	dir := hardenDir(t)
+	s := testbundle.Spec()
+	s.Process.Env = append(s.Process.Env, "PAD="+strings.Repeat("x", MaxConfigBytes))
+	data, _ := json.Marshal(s)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadBundle(dir); !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("err = %v, want a refusal of the size", err)
+	}
 }
