@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -67,6 +68,13 @@ type Config struct {
 	// BinderAuditAllowed writes an audit record of every allowed binder
 	// call too, not only of the denied ones.
 	BinderAuditAllowed bool `json:"binder_audit_allowed"`
+	// SELinuxLabel is the SELinux context the profiles' processes run in
+	// (e.g. "u:r:workcell_app:s0" in the OEM's policy), SELinuxMountLabel
+	// the context of their mounts, AppArmorProfile the AppArmor profile
+	// they run under; empty means none. A bundle cannot set its own.
+	SELinuxLabel      string `json:"selinux_label"`
+	SELinuxMountLabel string `json:"selinux_mount_label"`
+	AppArmorProfile   string `json:"apparmor_profile"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -169,5 +177,28 @@ func (c *Config) Validate() error {
 	if err := c.validateStorage(); err != nil {
 		return err
 	}
+	if err := c.validateLabels(); err != nil {
+		return err
+	}
 	return c.validateBinder()
+}
+
+// validateLabels catches a label mangled on its way into the config: an
+// SELinux context has at least user:role:type, and neither kind of label
+// has spaces or control characters.
+func (c *Config) validateLabels() error {
+	for _, l := range []struct{ field, v string }{
+		{"selinux_label", c.SELinuxLabel}, {"selinux_mount_label", c.SELinuxMountLabel}, {"apparmor_profile", c.AppArmorProfile},
+	} {
+		if l.v == "" {
+			continue
+		}
+		if strings.ContainsFunc(l.v, func(r rune) bool { return r <= ' ' || r == 0x7f }) || len(l.v) > 4096 {
+			return fmt.Errorf("%s %q: must be a label without spaces or control characters", l.field, l.v)
+		}
+		if l.field != "apparmor_profile" && strings.Count(l.v, ":") < 2 {
+			return fmt.Errorf("%s %q: want an SELinux context such as u:r:workcell_app:s0", l.field, l.v)
+		}
+	}
+	return nil
 }

@@ -31,13 +31,36 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
+// The labels a profile runs under come from the config file (the OEM's),
+// and reach the container's options.
+func TestConfigLabels(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "workcelld.json")
+	os.WriteFile(path, []byte(`{"selinux_label":"u:r:workcell_app:s0","selinux_mount_label":"u:object_r:workcell_file:s0","apparmor_profile":"workcell-work"}`), 0o600)
+	cfg, err := LoadConfigFile(path, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SELinuxLabel != "u:r:workcell_app:s0" || cfg.SELinuxMountLabel != "u:object_r:workcell_file:s0" || cfg.AppArmorProfile != "workcell-work" {
+		t.Fatalf("labels = %q %q %q", cfg.SELinuxLabel, cfg.SELinuxMountLabel, cfg.AppArmorProfile)
+	}
+	if d := DefaultConfig(); d.SELinuxLabel != "" || d.SELinuxMountLabel != "" || d.AppArmorProfile != "" {
+		t.Fatalf("default labels = %q %q %q, want none", d.SELinuxLabel, d.SELinuxMountLabel, d.AppArmorProfile)
+	}
+}
+
 func TestConfigValidateNamesField(t *testing.T) {
 	for field, mut := range map[string]func(*Config){
-		"state_dir":     func(c *Config) { c.StateDir = "rel" },
-		"run_dir":       func(c *Config) { c.RunDir = "" },
-		"owner_uid":     func(c *Config) { c.OwnerUID = -5 },
-		"log_max_bytes": func(c *Config) { c.LogMaxBytes = 10 },
-		"cgroup_parent": func(c *Config) { c.CgroupParent = "x" },
+		"state_dir":           func(c *Config) { c.StateDir = "rel" },
+		"run_dir":             func(c *Config) { c.RunDir = "" },
+		"owner_uid":           func(c *Config) { c.OwnerUID = -5 },
+		"log_max_bytes":       func(c *Config) { c.LogMaxBytes = 10 },
+		"cgroup_parent":       func(c *Config) { c.CgroupParent = "x" },
+		"selinux_label":       func(c *Config) { c.SELinuxLabel = "workcell_app" },
+		"selinux_mount_label": func(c *Config) { c.SELinuxMountLabel = "u:object_r:x:s0\n" },
+		"apparmor_profile":    func(c *Config) { c.AppArmorProfile = "work profile" },
 	} {
 		c := DefaultConfig()
 		mut(&c)

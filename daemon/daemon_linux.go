@@ -407,6 +407,10 @@ func (d *Daemon) containerSpec(p *profile) (sandbox.Spec, *os.File, error) {
 			Hostname:     name,
 			CgroupParent: d.cfg.CgroupParent,
 			Limits:       sandbox.Limits{MemoryBytes: p.rec.Limits.MemoryBytes, CPUMillis: p.rec.Limits.CPUMillis, Pids: p.rec.Limits.Pids},
+			// Labels are the phone's policy: from the config, never the bundle.
+			SELinuxLabel:      d.cfg.SELinuxLabel,
+			SELinuxMountLabel: d.cfg.SELinuxMountLabel,
+			AppArmorProfile:   d.cfg.AppArmorProfile,
 		},
 	}, logf, nil
 }
