@@ -533,6 +533,11 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 	}
 	l.MaskedPaths = union(defaultMaskedPaths, l.MaskedPaths)
 	l.ReadonlyPaths = union(defaultReadonlyPaths, l.ReadonlyPaths)
+	if slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" }) {
+		// On cgroup v1 libcontainer makes /sys/fs/cgroup a writable tmpfs
+		// and mounts each controller read-only inside it.
+		l.ReadonlyPaths = union(l.ReadonlyPaths, []string{"/sys/fs/cgroup"})
+	}
 	l.MountLabel = opts.SELinuxMountLabel
 
 	// Rebuilt, not edited: the bundle's validated resources hold nothing
