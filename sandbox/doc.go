@@ -6,7 +6,9 @@
 // LoadBundle, Validate, Harden) is pure data on *specs.Spec: it refuses any
 // bundle that asks for more than a work container may have, then writes the
 // defaults the daemon enforces (namespaces, capabilities, seccomp,
-// no_new_privs, masked paths, devices, limits). The Linux half (Runtime,
+// no_new_privs, masked paths, devices, limits, rlimits, oom_score_adj,
+// labels). A bundle's mounts only say which of runc's default mounts it
+// wants: the daemon builds each one itself. The Linux half (Runtime,
 // Container) hands the hardened spec to libcontainer and adds what
 // libcontainer does not do well enough for a phone: an event-driven cgroup v2
 // freezer and a pidfd-based Wait that also works for adopted containers.
