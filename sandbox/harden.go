@@ -493,17 +493,8 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 		p.Cwd = "/"
 	}
 	p.Capabilities = hardenCapabilities(p.Capabilities)
-	p.Rlimits = hardenRlimits(p.Rlimits)
-	p.SelinuxLabel, p.ApparmorProfile = opts.SELinuxLabel, opts.AppArmorProfile
-	oom := opts.OOMScoreAdj
-	if oom == 0 {
-		oom = DefaultOOMScoreAdj
-	}
-	if oom < 1 || oom > 1000 {
-		return nil, fmt.Errorf("harden %s: oom_score_adj %d is not in 1..1000: %w", opts.ID, oom, ErrInvalidSpec)
-	}
-	if p.OOMScoreAdj == nil || *p.OOMScoreAdj < oom {
-		p.OOMScoreAdj = &oom
+	if err := hardenProcessLimits(p, opts); err != nil {
+		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
 	}
 	for _, c := range opts.ExtraCapabilities {
 		if !validCapName(c) {
@@ -575,6 +566,24 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 	}
 	l.Seccomp = seccomp
 	return s, nil
+}
+
+// hardenProcessLimits gives the process the daemon's rlimits, labels and
+// oom_score_adj.
+func hardenProcessLimits(p *specs.Process, opts HardenOptions) error {
+	p.Rlimits = hardenRlimits(p.Rlimits)
+	p.SelinuxLabel, p.ApparmorProfile = opts.SELinuxLabel, opts.AppArmorProfile
+	oom := opts.OOMScoreAdj
+	if oom == 0 {
+		oom = DefaultOOMScoreAdj
+	}
+	if oom < 1 || oom > 1000 {
+		return fmt.Errorf("oom_score_adj %d is not in 1..1000: %w", oom, ErrInvalidSpec)
+	}
+	if p.OOMScoreAdj == nil || *p.OOMScoreAdj < oom {
+		p.OOMScoreAdj = &oom
+	}
+	return nil
 }
 
 func validateLimits(l Limits) error {

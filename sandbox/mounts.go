@@ -52,8 +52,11 @@ func validateMounts(mounts []specs.Mount, bad func(field, format string, a ...an
 				bad(fmt.Sprintf("%s.options[%d]", f, j), "bind mounts of host paths are not allowed")
 			}
 		}
-		if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+		if len(m.UIDMappings) > 0 {
 			bad(f+".uidMappings", "idmapped mounts are not allowed")
+		}
+		if len(m.GIDMappings) > 0 {
+			bad(f+".gidMappings", "idmapped mounts are not allowed")
 		}
 		if m.Type == "bind" || m.Type == "rbind" {
 			bad(f+".type", "bind mounts of host paths are not allowed")
