@@ -35,8 +35,11 @@ type HardenOptions struct {
 	// CgroupParent is the cgroup (cgroupfs path) under which the container's
 	// cgroup ID is made; default DefaultCgroupParent.
 	CgroupParent string
-	Mounts       []specs.Mount
-	Devices      []specs.LinuxDevice
+	// Mounts are the daemon's own (the binder node, resolv.conf): trusted,
+	// mounted after the bundle's, which Harden rebuilds from runc's
+	// defaults.
+	Mounts  []specs.Mount
+	Devices []specs.LinuxDevice
 	// Rootfs, when set, is the absolute path the container runs on
 	// instead of the bundle's root.path (trusted, from the daemon: e.g. the
 	// profile's overlay of the image and its encrypted upper layer).
