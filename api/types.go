@@ -59,8 +59,12 @@ type Profile struct {
 	// Passphrase: unlocking needs the user's passphrase (else the daemon
 	// unlocks the profile by itself).
 	Passphrase bool `json:"passphrase"`
-	// FailedUnlocks counts wrong passphrases since the last unlock.
+	// FailedUnlocks counts wrong passphrases in a row (unlocks and
+	// passphrase changes), kept across daemon restarts.
 	FailedUnlocks int `json:"failed_unlocks,omitempty"`
+	// PassphraseRetryAt, after too many wrong passphrases, is when the
+	// next try is allowed; a try before it is refused unchecked.
+	PassphraseRetryAt *time.Time `json:"passphrase_retry_at,omitempty"`
 	// Standby: a stopped profile whose container is prepared (namespaces,
 	// mounts, cgroups, seccomp in place); start then takes milliseconds.
 	Standby bool `json:"standby,omitempty"`
@@ -89,7 +93,9 @@ type StartRequest struct {
 // StopRequest is the optional body of POST /v1/profiles/{name}/stop.
 type StopRequest struct {
 	// TimeoutMillis is how long init has after SIGTERM before SIGKILL;
-	// 0 means the daemon's default.
+	// 0 means the daemon's default. Above the daemon's stop_timeout_max
+	// (5 minutes by default) it is refused. A wipe, lock or removal by
+	// root or the system uid cuts the grace short.
 	TimeoutMillis int64 `json:"timeout_ms,omitempty"`
 }
 
@@ -108,6 +114,11 @@ type Stats struct {
 	NetOutBytes   uint64 `json:"net_out_bytes"`
 	NetOutPackets uint64 `json:"net_out_packets"`
 }
+
+// StreamEndTrailer is the HTTP trailer of a stream (logs, events, the
+// binder audit) that says why workcelld ended it: for example the profile
+// was locked. It is absent when the client ended it.
+const StreamEndTrailer = "Workcell-Stream-End"
 
 // Event is one line of GET /v1/events: a profile changed state.
 type Event struct {
