@@ -31,6 +31,9 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
 // ValidName reports whether name is a valid profile name: [a-z][a-z0-9-]{0,30}.
 func ValidName(name string) error {
 	if !nameRE.MatchString(name) {
+		if len(name) > 40 { // it comes from a client: echo a bounded part
+			name = name[:40] + "..."
+		}
 		return Errorf(ErrInvalidArgument, "profile name %q is invalid: want [a-z][a-z0-9-]{0,30}", name)
 	}
 	return nil

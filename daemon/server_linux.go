@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -329,6 +330,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 
 func writeError(w http.ResponseWriter, err error) {
 	body, status := api.ToBody(err)
+	if d, ok := api.RetryAfter(err); ok && d > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(roundUp(d)/time.Second), 10))
+	}
 	_ = writeJSON(w, status, body)
 }
 

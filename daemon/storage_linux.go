@@ -426,6 +426,16 @@ func (d *Daemon) countTry(p *profile) error {
 	return nil
 }
 
+// reconcileTries reads the profile's count of wrong passphrases back.
+func (d *Daemon) reconcileTries(p *profile) {
+	p.stor.throttle = d.cfg.Passphrase
+	tries, err := loadPassTries(d.stor.triesFile(p.rec.Name), d.cfg.Passphrase)
+	if err != nil {
+		d.log.Error("passphrase tries", "profile", p.rec.Name, "err", err)
+	}
+	p.stor.tries = tries
+}
+
 // resetTries clears the count after a right passphrase.
 func (d *Daemon) resetTries(p *profile) {
 	p.stor.tries = passTries{}
@@ -586,12 +596,7 @@ func (d *Daemon) storageReconcile(ctx context.Context) error {
 func (d *Daemon) reconcileProfileStorage(ctx context.Context, p *profile) {
 	name := p.rec.Name
 	p.stor.encrypted = !d.stor.insecure
-	p.stor.throttle = d.cfg.Passphrase
-	tries, err := loadPassTries(d.stor.triesFile(name), d.cfg.Passphrase)
-	if err != nil {
-		d.log.Error("passphrase tries", "profile", name, "err", err)
-	}
-	p.stor.tries = tries
+	d.reconcileTries(p)
 	if w, err := fscrypt.ReadWrappedKey(d.stor.keyFile(name)); err == nil {
 		p.stor.passphrase = w.HasPassphrase()
 	} else if !errors.Is(err, fs.ErrNotExist) {
