@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,7 +40,15 @@ type connLimiter struct {
 	stranger int
 	tickets  map[net.Conn]*connTicket
 	refusals logLimiter
+	// lingering bounds the refused connections that are read to their
+	// end before closing (see refuse).
+	lingering chan struct{}
 }
+
+// maxLingering refused connections at a time wait for their client's
+// request before closing, so that the client reads the 429 instead of a
+// broken pipe; past it they are closed at once.
+const maxLingering = 16
 
 // connTicket is one admitted connection's place in the budgets.
 type connTicket struct {
@@ -51,7 +60,8 @@ type connTicket struct {
 }
 
 func newConnLimiter(cfg Config, log *slog.Logger) *connLimiter {
-	return &connLimiter{lim: cfg.Server, cfg: cfg, log: log, perUID: map[int]int{}, tickets: map[net.Conn]*connTicket{}}
+	return &connLimiter{lim: cfg.Server, cfg: cfg, log: log, perUID: map[int]int{}, tickets: map[net.Conn]*connTicket{},
+		lingering: make(chan struct{}, maxLingering)}
 }
 
 // admit takes a place for c from uid's budgets, or says why there is none.
@@ -69,12 +79,12 @@ func (l *connLimiter) admit(c net.Conn, uid int) (*connTicket, error) {
 		return t, nil
 	}
 	switch {
+	case r == roleNone && l.stranger >= l.lim.ConnMaxStranger:
+		return nil, api.Errorf(api.ErrThrottled, "uid %d is not allowed to use workcelld, and too many such connections are open (at most %d)", uid, l.lim.ConnMaxStranger)
 	case l.perUID[uid] >= l.lim.ConnMaxPerUID:
 		return nil, api.Errorf(api.ErrThrottled, "uid %d has too many connections to workcelld open (at most %d per uid): close some", uid, l.lim.ConnMaxPerUID)
 	case l.others >= l.lim.ConnMax:
 		return nil, api.Errorf(api.ErrThrottled, "workcelld has too many connections open (at most %d, not counting root's): uid %d refused; try again later", l.lim.ConnMax, uid)
-	case r == roleNone && l.stranger >= l.lim.ConnMaxStranger:
-		return nil, api.Errorf(api.ErrThrottled, "uid %d is not allowed to use workcelld, and too many such connections are open (at most %d)", uid, l.lim.ConnMaxStranger)
 	}
 	l.perUID[uid]++
 	l.others++
@@ -151,7 +161,20 @@ func (l *connLimiter) refuse(c net.Conn, uid int, err error) {
 	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	_, _ = fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n",
 		status, http.StatusText(status), len(b)+1, b)
-	_ = c.Close()
+	select {
+	case l.lingering <- struct{}{}:
+		go func() {
+			defer func() { <-l.lingering }()
+			if uc, ok := c.(*net.UnixConn); ok {
+				_ = uc.CloseWrite()
+			}
+			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+			_ = c.Close()
+		}()
+	default:
+		_ = c.Close()
+	}
 	if n, ok := l.refusals.allow(uid, time.Now()); ok {
 		l.log.Warn("connection refused", "uid", uid, "err", err, "refused_since_last_line", n)
 	}
