@@ -261,9 +261,9 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 		if err := decodeBody(r, &req, false); err != nil {
 			return err
 		}
-		timeout, err := s.d.stopTimeout(req.TimeoutMillis)
-		if err != nil {
-			return err
+		timeout, terr := s.d.stopTimeout(req.TimeoutMillis)
+		if terr != nil {
+			return terr
 		}
 		p, err = s.d.Stop(r.Context(), name, timeout)
 	case "off":
