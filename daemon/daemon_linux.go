@@ -283,7 +283,7 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	if err != nil {
 		return api.Profile{}, err
 	}
-	d.log.Info("profile installed", "profile", req.Name, "bundle", req.Bundle)
+	d.log.Info("profile installed", "profile", req.Name, "bundle", clip(req.Bundle, clipMax))
 	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: req.Name, State: api.StateLocked, Reason: "installed"})
 	// Installed means locked; without a passphrase it unlocks at once.
 	p.mu.Lock()
