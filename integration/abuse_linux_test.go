@@ -410,3 +410,31 @@ func TestPassphraseGuessingIsThrottledAcrossRestarts(t *testing.T) {
 		t.Fatalf("after a right passphrase: %+v", p)
 	}
 }
+
+// ReadTimeout bounds reading a request; it must not cut what rightly runs
+// longer: a stop's grace, a follower, the event stream.
+func TestLongRequestsOutliveTheReadTimeout(t *testing.T) {
+	d := newDaemon(t, withConfig("server", map[string]any{"read_timeout": "1s"}))
+	d.install("work", "sh", "-c", "trap 'sleep 3; exit 0' TERM; while :; do sleep 1 & wait $!; done")
+	d.ok("start", "work")
+	logs, stop1 := d.follow("logs", "-f", "work")
+	defer stop1()
+	events, stop2 := d.follow("events")
+	defer stop2()
+	time.Sleep(2 * time.Second) // past the read timeout
+	select {
+	case r := <-logs:
+		t.Fatalf("logs -f ended: %+v", r)
+	case r := <-events:
+		t.Fatalf("events ended: %+v", r)
+	default:
+	}
+	// init takes 3 s to exit after SIGTERM, within the 10 s grace.
+	if out := d.ok("stop", "--timeout", "10s", "work"); !strings.Contains(out, "stopped") {
+		t.Fatalf("stop: %q", out)
+	}
+	stop2()
+	if r := <-events; !strings.Contains(r.stdout, "stopped") {
+		t.Fatalf("events did not show the stop: %+v", r)
+	}
+}
