@@ -212,7 +212,6 @@ func (s *stallWriter) end() {
 	}
 }
 
-
 // lookupPreempt is lookup for an admin operation: it cuts short the grace
 // of a stop that holds the profile, or that would begin before it.
 func (d *Daemon) lookupPreempt(name string) (*profile, error) {

@@ -92,7 +92,7 @@ func (ps *profileStorage) retryAt() *time.Time {
 	}
 	return nil
 }
-func (s *storage) rootfs(name string) string  { return filepath.Join(s.runRoot, name, "rootfs") }
+func (s *storage) rootfs(name string) string { return filepath.Join(s.runRoot, name, "rootfs") }
 
 // profileData is what to delete of a profile's data: its whole folder on
 // the store, or data/ in its state folder (the rest goes with the record).
