@@ -80,6 +80,9 @@ func (d *Daemon) logsDir(name string) string {
 	return filepath.Join(d.stor.dataDir(name), logsDir)
 }
 func (s *storage) keyFile(name string) string { return filepath.Join(s.keyRoot, name, wrappedKeyFile) }
+func (s *storage) rootfs(name string) string  { return filepath.Join(s.runRoot, name, "rootfs") }
+
+// triesFile is the profile's count of wrong passphrases (throttle.go).
 func (s *storage) triesFile(name string) string {
 	return filepath.Join(s.keyRoot, name, passTriesFile)
 }
@@ -92,7 +95,6 @@ func (ps *profileStorage) retryAt() *time.Time {
 	}
 	return nil
 }
-func (s *storage) rootfs(name string) string { return filepath.Join(s.runRoot, name, "rootfs") }
 
 // profileData is what to delete of a profile's data: its whole folder on
 // the store, or data/ in its state folder (the rest goes with the record).
