@@ -121,7 +121,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			{
 				Name: "stop", Usage: "stop a profile", ArgsUsage: nameArg,
-				Flags:  []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "time for init to exit after SIGTERM (default: the daemon's)"}},
+				Flags:  []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "time for init to exit after SIGTERM (default: the daemon's; at most its stop_timeout_max, 5m by default)"}},
 				Action: cmdAction("stop"),
 			},
 			{Name: "off", Usage: "work mode off: freeze every process of the profile", ArgsUsage: nameArg, Action: cmdAction("off")},
