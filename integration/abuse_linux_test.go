@@ -278,6 +278,15 @@ func TestFollowersEndWhenTheProfileLocksOrIsWiped(t *testing.T) {
 	if held := d.openUnder(filepath.Join(d.store(), "work")); len(held) > 0 {
 		t.Fatalf("the daemon still holds files of the wiped profile: %v", held)
 	}
+
+	// And a removal.
+	d.install("work2")
+	base = d.watches()
+	logs, stop4 := d.follow("logs", "-f", "work2")
+	defer stop4()
+	waitFor(t, "the follower to watch the log", func() bool { return d.watches() >= base+1 })
+	d.ok("remove", "work2")
+	ended(t, "logs -f", logs, "wiped or removed")
 }
 
 // watches counts the daemon's inotify descriptors (each follower has one).
