@@ -168,3 +168,31 @@ func TestStopTimeoutIsBounded(t *testing.T) {
 		t.Fatalf("negative: %v", err)
 	}
 }
+
+// FuzzRefusedRequestLog sends requests with any path and method as a
+// refused uid: the log line and the error answer stay bounded whatever the
+// client put in them. (A path that is not clean is redirected by the mux,
+// which echoes it to its own sender only; net/http bounds it at
+// MaxHeaderBytes.)
+func FuzzRefusedRequestLog(f *testing.F) {
+	f.Add("GET", "/v1/profiles/"+strings.Repeat("a", 5000))
+	f.Add("POST", "/v1/profiles/work/"+strings.Repeat("\x00\xff", 3000))
+	f.Add(strings.Repeat("X", 1000), "/"+strings.Repeat("é", 2000))
+	f.Fuzz(func(t *testing.T, method, path string) {
+		var logs bytes.Buffer
+		s := &Server{d: &Daemon{cfg: limiterConfig(), log: slog.New(slog.NewTextHandler(&logs, nil))}}
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Method, req.URL.Path = method, path
+		req = req.WithContext(context.WithValue(req.Context(), uidKey, 54321))
+		rec := httptest.NewRecorder()
+		s.routes().ServeHTTP(rec, req)
+		if strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") && rec.Body.Len() > 1024 {
+			t.Fatalf("error answer of %d bytes", rec.Body.Len())
+		}
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if len(line) > 2048 {
+				t.Fatalf("log line of %d bytes", len(line))
+			}
+		}
+	})
+}
