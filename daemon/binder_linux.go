@@ -819,7 +819,7 @@ func (s *Server) binderRoutes(h route) {
 		}
 		defer done()
 		follow := r.URL.Query().Get("follow") == "true" || r.URL.Query().Get("follow") == "1"
-		return s.stream(w, r, ctx, "application/x-ndjson", func(ctx context.Context, w io.Writer, flush func()) error {
+		return s.stream(ctx, w, r, "application/x-ndjson", func(ctx context.Context, w io.Writer, flush func()) error {
 			return copyAudit(ctx, s.d.logsDir(name), follow, w, flush)
 		})
 	})

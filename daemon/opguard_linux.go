@@ -143,7 +143,7 @@ func (d *Daemon) readLogs(ctx context.Context, name string) (context.Context, fu
 // client does not take within WriteStallTimeout ends the stream, and so
 // does ctx ending while a write is stuck. Why the daemon ended it goes in
 // the api.StreamEndTrailer trailer.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, ctx context.Context, contentType string, copy func(ctx context.Context, w io.Writer, flush func()) error) error {
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, contentType string, copy func(ctx context.Context, w io.Writer, flush func()) error) error {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	sw := &stallWriter{w: w, rc: rc, stall: time.Duration(s.d.cfg.Server.WriteStallTimeout)}

@@ -347,7 +347,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer done()
 	follow := r.URL.Query().Get("follow") == "true" || r.URL.Query().Get("follow") == "1"
-	return s.stream(w, r, ctx, "text/plain; charset=utf-8", func(ctx context.Context, w io.Writer, flush func()) error {
+	return s.stream(ctx, w, r, "text/plain; charset=utf-8", func(ctx context.Context, w io.Writer, flush func()) error {
 		return copyLogs(ctx, s.d.logsDir(name), follow, w, flush)
 	})
 }
@@ -355,7 +355,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	ch, cancel := s.d.Events()
 	defer cancel()
-	return s.stream(w, r, r.Context(), "application/x-ndjson", func(ctx context.Context, w io.Writer, flush func()) error {
+	return s.stream(r.Context(), w, r, "application/x-ndjson", func(ctx context.Context, w io.Writer, flush func()) error {
 		enc := json.NewEncoder(w)
 		for {
 			select {
