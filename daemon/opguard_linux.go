@@ -162,7 +162,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if cause := context.Cause(ctx); cause != nil && r.Context().Err() == nil {
 		h.Set(api.StreamEndTrailer, cause.Error())
 	} else if err != nil && !errors.Is(err, errStreamEnded) {
-		h.Set(api.StreamEndTrailer, err.Error())
+		h.Set(api.StreamEndTrailer, oneLine(err))
 	}
 	sw.end()
 	return nil
