@@ -118,10 +118,5 @@ func (c *Client) BinderAudit(ctx context.Context, name string, follow bool, w io
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	_, err = io.Copy(w, resp.Body)
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	return copyStream(ctx, resp, w, "binder audit of "+name)
 }

@@ -199,9 +199,21 @@ func (c *Client) Logs(ctx context.Context, name string, follow bool, w io.Writer
 	if err != nil {
 		return err
 	}
+	return copyStream(ctx, resp, w, "logs of "+name)
+}
+
+// copyStream copies a stream's body to w; a stream that workcelld ended
+// (the profile was locked, say) is an ErrUnavailable error saying why.
+func copyStream(ctx context.Context, resp *http.Response, w io.Writer, what string) error {
 	defer resp.Body.Close()
-	if _, err := io.Copy(w, resp.Body); err != nil && ctx.Err() == nil {
-		return Errorf(ErrUnavailable, "read logs of %s: %w", name, err)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return Errorf(ErrUnavailable, "read %s: %w", what, err)
+	}
+	if why := resp.Trailer.Get(StreamEndTrailer); why != "" {
+		return Errorf(ErrUnavailable, "%s ended by workcelld: %s", what, why)
 	}
 	return nil
 }

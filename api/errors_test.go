@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 )
 
 func TestErrorClassesSurviveTheWire(t *testing.T) {
@@ -20,6 +21,7 @@ func TestErrorClassesSurviveTheWire(t *testing.T) {
 		{"permission", Errorf(ErrPermission, "uid 1234 is not allowed"), ErrPermission, http.StatusForbidden},
 		{"unavailable", Errorf(ErrUnavailable, "down"), ErrUnavailable, http.StatusServiceUnavailable},
 		{"plain error is internal", errors.New("boom"), ErrInternal, http.StatusInternalServerError},
+		{"throttled", Throttledf(30*time.Second, "profile work: too many wrong passphrases"), ErrThrottled, http.StatusTooManyRequests},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body, status := ToBody(tc.err)
@@ -37,6 +39,19 @@ func TestErrorClassesSurviveTheWire(t *testing.T) {
 				t.Fatalf("round trip message = %q, want %q", back.Error(), tc.err.Error())
 			}
 		})
+	}
+}
+
+func TestThrottledKeepsRetryAfter(t *testing.T) {
+	body, status := ToBody(fmt.Errorf("unlock: %w", Throttledf(1500*time.Millisecond, "wait")))
+	if status != http.StatusTooManyRequests || body.RetryAfterMillis != 1500 {
+		t.Fatalf("body %+v status %d", body, status)
+	}
+	if d, ok := RetryAfter(FromBody(body, status)); !ok || d != 1500*time.Millisecond {
+		t.Fatalf("retry after the wire: %v %v", d, ok)
+	}
+	if _, ok := RetryAfter(Errorf(ErrConflict, "x")); ok {
+		t.Fatal("a conflict has a retry-after")
 	}
 }
 

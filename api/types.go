@@ -31,6 +31,9 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
 // ValidName reports whether name is a valid profile name: [a-z][a-z0-9-]{0,30}.
 func ValidName(name string) error {
 	if !nameRE.MatchString(name) {
+		if len(name) > 40 { // it comes from a client: echo a bounded part
+			name = name[:40] + "..."
+		}
 		return Errorf(ErrInvalidArgument, "profile name %q is invalid: want [a-z][a-z0-9-]{0,30}", name)
 	}
 	return nil
@@ -59,8 +62,12 @@ type Profile struct {
 	// Passphrase: unlocking needs the user's passphrase (else the daemon
 	// unlocks the profile by itself).
 	Passphrase bool `json:"passphrase"`
-	// FailedUnlocks counts wrong passphrases since the last unlock.
+	// FailedUnlocks counts wrong passphrases in a row (unlocks and
+	// passphrase changes), kept across daemon restarts.
 	FailedUnlocks int `json:"failed_unlocks,omitempty"`
+	// PassphraseRetryAt, after too many wrong passphrases, is when the
+	// next try is allowed; a try before it is refused unchecked.
+	PassphraseRetryAt *time.Time `json:"passphrase_retry_at,omitempty"`
 	// Standby: a stopped profile whose container is prepared (namespaces,
 	// mounts, cgroups, seccomp in place); start then takes milliseconds.
 	Standby bool `json:"standby,omitempty"`
@@ -89,7 +96,9 @@ type StartRequest struct {
 // StopRequest is the optional body of POST /v1/profiles/{name}/stop.
 type StopRequest struct {
 	// TimeoutMillis is how long init has after SIGTERM before SIGKILL;
-	// 0 means the daemon's default.
+	// 0 means the daemon's default. Above the daemon's stop_timeout_max
+	// (5 minutes by default) it is refused. A wipe, lock or removal by
+	// root or the system uid cuts the grace short.
 	TimeoutMillis int64 `json:"timeout_ms,omitempty"`
 }
 
@@ -108,6 +117,11 @@ type Stats struct {
 	NetOutBytes   uint64 `json:"net_out_bytes"`
 	NetOutPackets uint64 `json:"net_out_packets"`
 }
+
+// StreamEndTrailer is the HTTP trailer of a stream (logs, events, the
+// binder audit) that says why workcelld ended it: for example the profile
+// was locked. It is absent when the client ended it.
+const StreamEndTrailer = "Workcell-Stream-End"
 
 // Event is one line of GET /v1/events: a profile changed state.
 type Event struct {

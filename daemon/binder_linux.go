@@ -811,14 +811,16 @@ func (s *Server) binderRoutes(h route) {
 		return writeJSON(w, http.StatusOK, b)
 	})
 	h("GET "+v+"/profiles/{name}/binder/audit", roleOwner, "", func(w http.ResponseWriter, r *http.Request) error {
+		// A registered reader: a lock, wipe or removal ends it.
 		name := r.PathValue("name")
-		if _, err := s.d.Profile(r.Context(), name); err != nil {
+		ctx, done, err := s.d.readLogs(r.Context(), name)
+		if err != nil {
 			return err
 		}
+		defer done()
 		follow := r.URL.Query().Get("follow") == "true" || r.URL.Query().Get("follow") == "1"
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		rc := http.NewResponseController(w)
-		w.WriteHeader(http.StatusOK)
-		return copyAudit(r.Context(), s.d.logsDir(name), follow, w, func() { _ = rc.Flush() })
+		return s.stream(ctx, w, r, "application/x-ndjson", func(ctx context.Context, w io.Writer, flush func()) error {
+			return copyAudit(ctx, s.d.logsDir(name), follow, w, flush)
+		})
 	})
 }

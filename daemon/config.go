@@ -75,6 +75,13 @@ type Config struct {
 	SELinuxLabel      string `json:"selinux_label"`
 	SELinuxMountLabel string `json:"selinux_mount_label"`
 	AppArmorProfile   string `json:"apparmor_profile"`
+
+	// The control socket under abuse (server_config.go).
+	Server ServerLimits `json:"server"`
+	// StopTimeoutMax is the longest grace a stop may ask for (timeout_ms).
+	StopTimeoutMax Duration `json:"stop_timeout_max"`
+	// Passphrase throttles wrong passphrases (throttle.go).
+	Passphrase PassphraseThrottle `json:"passphrase"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -112,6 +119,20 @@ func DefaultConfig() Config {
 
 		BinderHostDevice: "/dev/binder",
 		BinderRelease:    "android14",
+
+		Server: ServerLimits{
+			ReadTimeout:       Duration(30 * time.Second),
+			IdleTimeout:       Duration(60 * time.Second),
+			WriteStallTimeout: Duration(30 * time.Second),
+			ConnMax:           64,
+			ConnMaxAdmin:      32,
+			ConnMaxPerUID:     16,
+			ConnMaxStranger:   8,
+			StrangerTimeout:   Duration(2 * time.Second),
+		},
+		StopTimeoutMax: Duration(5 * time.Minute),
+		// Android's Gatekeeper: five free tries, then 30 s, doubling.
+		Passphrase: PassphraseThrottle{FreeTries: 5, Backoff: Duration(30 * time.Second), BackoffMax: Duration(24 * time.Hour)},
 	}
 }
 
@@ -178,6 +199,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateLabels(); err != nil {
+		return err
+	}
+	if err := c.validateServer(); err != nil {
 		return err
 	}
 	return c.validateBinder()

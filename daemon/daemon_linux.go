@@ -66,6 +66,9 @@ type profile struct {
 	// (standby_linux.go); standbyTun is its tun setting.
 	standby    *sandbox.Container
 	standbyTun bool
+	// ops lets admin operations cut a stop's grace short and end the
+	// readers of the logs (opguard_linux.go).
+	ops opGuard
 }
 
 // New opens the state directory (one daemon at a time), then reconciles:
@@ -189,7 +192,8 @@ func (d *Daemon) lookup(name string) (*profile, error) {
 
 func (p *profile) status() api.Profile {
 	return api.Profile{Name: p.rec.Name, State: p.rec.State, Pid: p.rec.Pid, Limits: p.rec.Limits, CreatedAt: p.rec.CreatedAt, StartedAt: p.rec.StartedAt,
-		Encrypted: p.stor.encrypted, Passphrase: p.stor.passphrase, FailedUnlocks: p.stor.failedUnlocks, Standby: p.standby != nil}
+		Encrypted: p.stor.encrypted, Passphrase: p.stor.passphrase, FailedUnlocks: p.stor.tries.Failures, PassphraseRetryAt: p.stor.retryAt(),
+		Standby: p.standby != nil}
 }
 
 // setState records a new state, persists it and tells subscribers.
@@ -279,7 +283,7 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	if err != nil {
 		return api.Profile{}, err
 	}
-	d.log.Info("profile installed", "profile", req.Name, "bundle", req.Bundle)
+	d.log.Info("profile installed", "profile", req.Name, "bundle", clip(req.Bundle, clipMax))
 	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: req.Name, State: api.StateLocked, Reason: "installed"})
 	// Installed means locked; without a passphrase it unlocks at once.
 	p.mu.Lock()
@@ -312,12 +316,14 @@ func checkLimits(l api.Limits) error {
 }
 
 // Remove stops a profile if needed and deletes it with all its files.
+// It does not wait out a stop's grace or the readers of the logs.
 func (d *Daemon) Remove(ctx context.Context, name string) error {
-	p, err := d.lookup(name)
+	p, err := d.lookupPreempt(name)
 	if err != nil {
 		return err
 	}
 	defer p.mu.Unlock()
+	p.ops.endReaders(errProfileGone)
 	if p.ctr != nil {
 		if err := d.stopLocked(ctx, p, time.Duration(d.cfg.StopTimeout), "removed"); err != nil {
 			return err
@@ -446,6 +452,9 @@ func (d *Daemon) Stop(ctx context.Context, name string, timeout time.Duration) (
 	if timeout <= 0 {
 		timeout = time.Duration(d.cfg.StopTimeout)
 	}
+	if max := time.Duration(d.cfg.StopTimeoutMax); timeout > max {
+		return api.Profile{}, api.Errorf(api.ErrInvalidArgument, "stop timeout %s: above the maximum of %s (stop_timeout_max)", timeout, max)
+	}
 	if err := d.stopLocked(ctx, p, timeout, ""); err != nil {
 		return api.Profile{}, err
 	}
@@ -455,7 +464,10 @@ func (d *Daemon) Stop(ctx context.Context, name string, timeout time.Duration) (
 func (d *Daemon) stopLocked(ctx context.Context, p *profile, timeout time.Duration, reason string) error {
 	p.gen++
 	if p.ctr != nil {
-		if err := p.ctr.Stop(ctx, timeout); err != nil {
+		cut, done := p.ops.graceCut()
+		err := p.ctr.StopCut(ctx, timeout, cut)
+		done()
+		if err != nil {
 			return fmt.Errorf("stop profile %s: %w", p.rec.Name, err)
 		}
 		p.ctr.Close()

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,10 @@ type Server struct {
 	srv  *http.Server
 	ln   net.Listener
 	path string
+	// limits are the connection budgets (connlimit_linux.go).
+	limits *connLimiter
+	// refusals keeps refused requests to a few log lines.
+	refusals logLimiter
 }
 
 // Listen opens the control socket. The socket is world-connectable on
@@ -60,14 +65,21 @@ func (d *Daemon) Listen(ctx context.Context) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
 	}
-	s := &Server{d: d, ln: ln, path: path}
+	s := &Server{d: d, path: path, limits: newConnLimiter(d.cfg, d.log)}
+	s.ln = &limitListener{Listener: ln, l: s.limits}
+	lim := d.cfg.Server
 	s.srv = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, uidKey, peerUID(c))
-		},
-		ErrorLog: nil,
+		// ReadTimeout bounds the body too; each handler lifts it once
+		// the body is read (liftReadDeadline), as it would otherwise
+		// cancel any request that runs longer, a stop's grace or a stream.
+		ReadTimeout:    time.Duration(lim.ReadTimeout),
+		IdleTimeout:    time.Duration(lim.IdleTimeout),
+		MaxHeaderBytes: 16 << 10,
+		ConnContext:    s.limits.connContext,
+		ConnState:      s.limits.connState,
+		ErrorLog:       nil,
 	}
 	return s, nil
 }
@@ -122,9 +134,12 @@ func (s *Server) routes() http.Handler {
 	h := func(pattern string, need role, what string, fn handler) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if err := authorize(uidOf(r), s.d.cfg, need, what); err != nil {
-				s.d.log.Warn("request refused", "uid", uidOf(r), "path", r.URL.Path, "err", err)
-				writeError(w, err)
+				s.refused(w, r, err)
 				return
+			}
+			liftReadDeadline(w, r)
+			if t := ticketOf(r); t != nil {
+				defer s.limits.releaseHijacked(t) // exec's connection is closed by now
 			}
 			if err := fn(w, r); err != nil {
 				writeError(w, err)
@@ -178,12 +193,54 @@ func (s *Server) routes() http.Handler {
 	s.binderRoutes(h)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(uidOf(r), s.d.cfg, roleOwner, ""); err != nil {
-			writeError(w, err)
+			s.refused(w, r, err)
 			return
 		}
-		writeError(w, api.Errorf(api.ErrNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+		writeError(w, api.Errorf(api.ErrNotFound, "no such endpoint: %s %s", clip(r.Method, 16), clip(r.URL.Path, clipMax)))
 	})
 	return mux
+}
+
+// refused answers a request its caller may not make. The log line is
+// bounded (the path is the caller's, of any length) and, per uid, one in
+// logEvery; a uid with no role at all gets its connection closed.
+func (s *Server) refused(w http.ResponseWriter, r *http.Request, err error) {
+	uid := uidOf(r)
+	if roleOf(uid, s.d.cfg) == roleNone {
+		w.Header().Set("Connection", "close")
+	}
+	if n, ok := s.refusals.allow(uid, time.Now()); ok {
+		s.d.log.Warn("request refused", "uid", uid, "method", clip(r.Method, 16), "path", clip(r.URL.Path, clipMax),
+			"err", err, "refused_since_last_line", n)
+	}
+	writeError(w, err)
+}
+
+// liftReadDeadline lifts the connection's read deadline (ReadTimeout)
+// once the request's body has been read: past that point net/http would
+// cancel the request's context when the deadline passes, and a handler
+// may rightly run longer (a stop's grace, a stream). The client hanging
+// up still cancels it.
+func liftReadDeadline(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	if r.Body == nil || r.Body == http.NoBody {
+		_ = rc.SetReadDeadline(time.Time{})
+		return
+	}
+	r.Body = &liftOnEOF{ReadCloser: r.Body, rc: rc}
+}
+
+type liftOnEOF struct {
+	io.ReadCloser
+	rc *http.ResponseController
+}
+
+func (b *liftOnEOF) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
@@ -204,10 +261,11 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 		if err := decodeBody(r, &req, false); err != nil {
 			return err
 		}
-		if req.TimeoutMillis < 0 {
-			return api.Errorf(api.ErrInvalidArgument, "timeout_ms %d: must not be negative", req.TimeoutMillis)
+		timeout, terr := s.d.stopTimeout(req.TimeoutMillis)
+		if terr != nil {
+			return terr
 		}
-		p, err = s.d.Stop(r.Context(), name, time.Duration(req.TimeoutMillis)*time.Millisecond)
+		p, err = s.d.Stop(r.Context(), name, timeout)
 	case "off":
 		p, err = s.d.Off(r.Context(), name)
 	case "on":
@@ -215,7 +273,7 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 	case "exec":
 		return s.exec(w, r, name)
 	default:
-		return api.Errorf(api.ErrNotFound, "no such action %q: want start, stop, off, on or exec", act)
+		return api.Errorf(api.ErrNotFound, "no such action %q: want start, stop, off, on or exec", clip(act, 32))
 	}
 	if err != nil {
 		return err
@@ -238,7 +296,7 @@ func decodeBody(r *http.Request, v any, required bool) error {
 		return nil
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return api.Errorf(api.ErrInvalidArgument, "request body: content type %q: want application/json", ct)
+		return api.Errorf(api.ErrInvalidArgument, "request body: content type %q: want application/json", clip(ct, 64))
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -260,7 +318,8 @@ func describeJSONError(err error) string {
 	if errors.As(err, &se) {
 		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, se)
 	}
-	return strings.TrimPrefix(err.Error(), "json: ")
+	// Unknown fields are named by the client: bounded.
+	return clip(strings.TrimPrefix(err.Error(), "json: "), clipMax)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
@@ -271,47 +330,48 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 
 func writeError(w http.ResponseWriter, err error) {
 	body, status := api.ToBody(err)
+	if d, ok := api.RetryAfter(err); ok && d > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(roundUp(d)/time.Second), 10))
+	}
 	_ = writeJSON(w, status, body)
 }
 
+// logs streams a profile's console log. The reader is registered with
+// the profile, so that a lock, wipe or removal ends it (and closes its
+// files) instead of failing on them.
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	p, err := s.d.Profile(r.Context(), name)
+	ctx, done, err := s.d.readLogs(r.Context(), name)
 	if err != nil {
 		return err
 	}
-	if p.State == api.StateLocked && p.Encrypted {
-		return api.Errorf(api.ErrConflict, "profile %s is locked: its logs are encrypted with its data; unlock it first", name)
-	}
+	defer done()
 	follow := r.URL.Query().Get("follow") == "true" || r.URL.Query().Get("follow") == "1"
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	rc := http.NewResponseController(w)
-	w.WriteHeader(http.StatusOK)
-	return copyLogs(r.Context(), s.d.logsDir(name), follow, w, func() { _ = rc.Flush() })
+	return s.stream(ctx, w, r, "text/plain; charset=utf-8", func(ctx context.Context, w io.Writer, flush func()) error {
+		return copyLogs(ctx, s.d.logsDir(name), follow, w, flush)
+	})
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	ch, cancel := s.d.Events()
 	defer cancel()
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-	enc := json.NewEncoder(w)
-	for {
-		select {
-		case <-r.Context().Done():
-			return nil
-		case ev, ok := <-ch:
-			if !ok {
+	return s.stream(r.Context(), w, r, "application/x-ndjson", func(ctx context.Context, w io.Writer, flush func()) error {
+		enc := json.NewEncoder(w)
+		for {
+			select {
+			case <-ctx.Done():
 				return nil
+			case ev, ok := <-ch:
+				if !ok {
+					return nil
+				}
+				if err := enc.Encode(ev); err != nil {
+					return err
+				}
+				flush()
 			}
-			if err := enc.Encode(ev); err != nil {
-				return nil
-			}
-			_ = rc.Flush()
 		}
-	}
+	})
 }
 
 // exec upgrades the connection, receives the client's stdio as file

@@ -55,9 +55,12 @@ type storage struct {
 
 // profileStorage is one profile's storage state in memory.
 type profileStorage struct {
-	encrypted     bool
-	passphrase    bool
-	failedUnlocks int
+	encrypted  bool
+	passphrase bool
+	// tries counts wrong passphrases (throttle.go), as on disk; throttle
+	// is the daemon's policy.
+	tries    passTries
+	throttle PassphraseThrottle
 	// key is kept while the profile is unlocked by this daemon, so a lock
 	// that finds files busy can put the key back instead of leaving it
 	// half removed.
@@ -78,6 +81,20 @@ func (d *Daemon) logsDir(name string) string {
 }
 func (s *storage) keyFile(name string) string { return filepath.Join(s.keyRoot, name, wrappedKeyFile) }
 func (s *storage) rootfs(name string) string  { return filepath.Join(s.runRoot, name, "rootfs") }
+
+// triesFile is the profile's count of wrong passphrases (throttle.go).
+func (s *storage) triesFile(name string) string {
+	return filepath.Join(s.keyRoot, name, passTriesFile)
+}
+
+// retryAt is when the next passphrase may be tried, nil if now.
+func (ps *profileStorage) retryAt() *time.Time {
+	if t := ps.tries.retryAt(ps.throttle, time.Now()); !t.IsZero() {
+		t = t.UTC().Truncate(time.Second).Add(time.Second) // never earlier than the truth
+		return &t
+	}
+	return nil
+}
 
 // profileData is what to delete of a profile's data: its whole folder on
 // the store, or data/ in its state folder (the rest goes with the record).
@@ -145,6 +162,7 @@ func (d *Daemon) storageRecover(ctx context.Context) error {
 // without a passphrase, which a new profile never has, it unlocks it.
 func (d *Daemon) storageInstalled(ctx context.Context, p *profile) {
 	p.stor.encrypted = !d.stor.insecure
+	p.stor.throttle = d.cfg.Passphrase
 	if err := d.unlockLocked(ctx, p, nil); err != nil {
 		d.log.Error("unlock after install", "profile", p.rec.Name, "err", err)
 	}
@@ -354,21 +372,83 @@ func (d *Daemon) loadKey(ctx context.Context, p *profile, passphrase []byte) (*f
 		d.log.Info("profile key made", "profile", name)
 		return key, nil
 	}
-	key, err := fscrypt.LoadKey(ctx, path, d.stor.prot, passphrase)
+	var key *fscrypt.Key
+	w, err := fscrypt.ReadWrappedKey(path)
+	if err == nil && w.HasPassphrase() {
+		if len(passphrase) == 0 {
+			return nil, api.Errorf(api.ErrPermission, "profile %s needs its passphrase", name)
+		}
+		// Throttled before anything is checked; counted before the check,
+		// so that no way of cutting the check short saves a try.
+		if err := d.countTry(p); err != nil {
+			return nil, err
+		}
+	}
+	if err == nil {
+		if key, err = w.Open(ctx, d.stor.prot, passphrase); err != nil {
+			err = fmt.Errorf("wrapped key %s: %w", path, err)
+		}
+	}
 	switch {
 	case errors.Is(err, fscrypt.ErrWrongPassphrase):
-		p.stor.failedUnlocks++
-		d.log.Warn("wrong passphrase", "profile", name, "failed_unlocks", p.stor.failedUnlocks)
-		if len(passphrase) == 0 {
-			return nil, api.Errorf(api.ErrPermission, "profile %s needs its passphrase (%d failed attempts since the last unlock)", name, p.stor.failedUnlocks)
+		n := p.stor.tries.Failures
+		d.log.Warn("wrong passphrase", "profile", name, "failed_tries", n)
+		msg := fmt.Sprintf("wrong passphrase for profile %s (%d wrong in a row)", name, n)
+		if wait := p.stor.tries.wait(p.stor.throttle, time.Now()); wait > 0 {
+			msg += fmt.Sprintf("; the next try is allowed in %s", roundUp(wait))
+		} else if left := p.stor.throttle.FreeTries - n; left > 0 {
+			msg += fmt.Sprintf("; %d more before tries are delayed", left)
 		}
-		return nil, api.Errorf(api.ErrPermission, "wrong passphrase for profile %s (%d failed attempts since the last unlock)", name, p.stor.failedUnlocks)
+		return nil, api.Errorf(api.ErrPermission, "%s", msg)
 	case errors.Is(err, fscrypt.ErrCorrupt):
 		return nil, fmt.Errorf("profile %s cannot be unlocked: %w; the file is kept as it is for recovery", name, err)
 	case err != nil:
 		return nil, fmt.Errorf("profile %s: %w", name, err)
 	}
+	if w.HasPassphrase() {
+		d.resetTries(p)
+	}
 	return key, nil
+}
+
+// countTry refuses a passphrase try that comes before the next allowed
+// time, else records it as failed (durably) until it proves right.
+func (d *Daemon) countTry(p *profile) error {
+	name := p.rec.Name
+	now := time.Now()
+	if wait := p.stor.tries.wait(p.stor.throttle, now); wait > 0 {
+		return api.Throttledf(wait, "profile %s: too many wrong passphrases (%d in a row): the next try is allowed in %s, at %s",
+			name, p.stor.tries.Failures, roundUp(wait), now.Add(wait).UTC().Format(time.RFC3339))
+	}
+	next := passTries{Failures: p.stor.tries.Failures + 1, Last: now.UTC()}
+	if err := savePassTries(d.stor.triesFile(name), next); err != nil {
+		return fmt.Errorf("profile %s: cannot record the passphrase try, so none is made: %w", name, err)
+	}
+	p.stor.tries = next
+	return nil
+}
+
+// reconcileTries reads the profile's count of wrong passphrases back.
+func (d *Daemon) reconcileTries(p *profile) {
+	p.stor.throttle = d.cfg.Passphrase
+	tries, err := loadPassTries(d.stor.triesFile(p.rec.Name), d.cfg.Passphrase)
+	if err != nil {
+		d.log.Error("passphrase tries", "profile", p.rec.Name, "err", err)
+	}
+	p.stor.tries = tries
+}
+
+// resetTries clears the count after a right passphrase.
+func (d *Daemon) resetTries(p *profile) {
+	p.stor.tries = passTries{}
+	if err := savePassTries(d.stor.triesFile(p.rec.Name), passTries{}); err != nil {
+		d.log.Error("reset passphrase tries", "profile", p.rec.Name, "err", err)
+	}
+}
+
+// roundUp shows a wait in whole seconds, never less than it is.
+func roundUp(d time.Duration) time.Duration {
+	return (d + time.Second - 1).Truncate(time.Second)
 }
 
 // unlockLocked unwraps the key and adds it to the kernel: locked becomes
@@ -402,7 +482,6 @@ func (d *Daemon) unlockLocked(ctx context.Context, p *profile, passphrase []byte
 	}
 	p.stor.key.Wipe()
 	p.stor.key = key
-	p.stor.failedUnlocks = 0
 	d.log.Info("profile unlocked", "profile", name, "took", time.Since(t).Round(time.Microsecond))
 	return d.setState(p, api.StateStopped, 0, "unlocked")
 }
@@ -422,6 +501,8 @@ func (d *Daemon) lockLocked(ctx context.Context, p *profile, reason string) erro
 			return err
 		}
 	}
+	// Readers of the logs hold files of the encrypted folder open.
+	p.ops.endReaders(errProfileLocked)
 	d.dropStandby(ctx, p)
 	if err := images.Unmount(ctx, d.stor.rootfs(name)); err != nil {
 		return api.Errorf(api.ErrConflict, "cannot lock profile %s: %w", name, err)
@@ -451,7 +532,16 @@ func (d *Daemon) Unlock(ctx context.Context, name string, passphrase []byte) (ap
 
 // Lock locks a profile: stopped, unmounted, key evicted.
 func (d *Daemon) Lock(ctx context.Context, name string) (api.Profile, error) {
-	p, err := d.lookup(name)
+	return d.lockAs(ctx, name, false)
+}
+
+// lockAs is Lock; an admin's does not wait out a stop's grace.
+func (d *Daemon) lockAs(ctx context.Context, name string, admin bool) (api.Profile, error) {
+	lookup := d.lookup
+	if admin {
+		lookup = d.lookupPreempt
+	}
+	p, err := lookup(name)
 	if err != nil {
 		return api.Profile{}, err
 	}
@@ -486,7 +576,6 @@ func (d *Daemon) SetPassphrase(ctx context.Context, name string, oldPass, newPas
 		return api.Profile{}, fmt.Errorf("profile %s: %w", name, err)
 	}
 	p.stor.passphrase = len(newPass) > 0
-	p.stor.failedUnlocks = 0
 	d.log.Info("passphrase changed", "profile", name, "set", p.stor.passphrase)
 	return p.status(), nil
 }
@@ -509,6 +598,7 @@ func (d *Daemon) storageReconcile(ctx context.Context) error {
 func (d *Daemon) reconcileProfileStorage(ctx context.Context, p *profile) {
 	name := p.rec.Name
 	p.stor.encrypted = !d.stor.insecure
+	d.reconcileTries(p)
 	if w, err := fscrypt.ReadWrappedKey(d.stor.keyFile(name)); err == nil {
 		p.stor.passphrase = w.HasPassphrase()
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -564,7 +654,9 @@ func (s *Server) storageRoutes(h route) {
 		if err := decodeBody(r, &struct{}{}, false); err != nil {
 			return err
 		}
-		p, err := s.d.Lock(r.Context(), r.PathValue("name"))
+		// Root's lock does not wait out the owner's stop.
+		admin := roleOf(uidOf(r), s.d.cfg) == roleAdmin
+		p, err := s.d.lockAs(r.Context(), r.PathValue("name"), admin)
 		if err != nil {
 			return err
 		}

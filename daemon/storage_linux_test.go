@@ -27,6 +27,7 @@ func keyDaemon(t *testing.T) (*Daemon, *profile) {
 		},
 	}
 	p := &profile{rec: record{Name: "work", State: api.StateLocked}}
+	p.stor.throttle = DefaultConfig().Passphrase
 	d.profiles["work"] = p
 	if err := os.MkdirAll(filepath.Join(dir, "work"), 0o700); err != nil {
 		t.Fatal(err)
@@ -44,17 +45,21 @@ func TestWrongPassphraseIsCountedAndNeverShown(t *testing.T) {
 	if err := fscrypt.StoreKey(ctx, d.stor.keyFile("work"), d.stor.prot, key, []byte("right horse"), fscrypt.WithArgon2(1, 64, 1)); err != nil {
 		t.Fatal(err)
 	}
-	for i, guess := range []string{"wrong-guess-1", "", "wrong-guess-3"} {
+	for i, guess := range []string{"wrong-guess-1", "wrong-guess-2", "wrong-guess-3"} {
 		_, err := d.loadKey(ctx, p, []byte(guess))
 		if !errors.Is(err, api.ErrPermission) {
 			t.Fatalf("guess %d: error %v, want a permission error", i, err)
 		}
-		if guess != "" && strings.Contains(err.Error(), guess) {
+		if strings.Contains(err.Error(), guess) {
 			t.Fatalf("the error shows the passphrase: %v", err)
 		}
-		if p.stor.failedUnlocks != i+1 || !strings.Contains(err.Error(), "failed attempts") {
-			t.Fatalf("guess %d: count %d, error %v", i, p.stor.failedUnlocks, err)
+		if p.stor.tries.Failures != i+1 || !strings.Contains(err.Error(), "wrong in a row") {
+			t.Fatalf("guess %d: count %d, error %v", i, p.stor.tries.Failures, err)
 		}
+	}
+	// No passphrase at all tests nothing: refused, not counted.
+	if _, err := d.loadKey(ctx, p, nil); !errors.Is(err, api.ErrPermission) || !strings.Contains(err.Error(), "needs its passphrase") || p.stor.tries.Failures != 3 {
+		t.Fatalf("empty passphrase: %v, count %d", err, p.stor.tries.Failures)
 	}
 	got, err := d.loadKey(ctx, p, []byte("right horse"))
 	if err != nil || !got.Equal(key) {

@@ -89,8 +89,9 @@ func (d *Daemon) crashPoint(step string) {
 }
 
 // Wipe crypto-erases a profile and deletes everything it had.
+// It does not wait out a stop's grace or the readers of the logs.
 func (d *Daemon) Wipe(ctx context.Context, name string) error {
-	p, err := d.lookup(name)
+	p, err := d.lookupPreempt(name)
 	if err != nil {
 		return err
 	}
@@ -141,7 +142,9 @@ func (d *Daemon) finishWipes(ctx context.Context) error {
 // p is not yet known to anyone, atStart).
 func (d *Daemon) runWipe(ctx context.Context, p *profile, j wipeJournal, atStart bool) error {
 	name := j.Name
-	// 1. stop: what runs could still read the data.
+	// 1. stop: what runs could still read the data; so could the daemon's
+	// own readers of the logs.
+	p.ops.endReaders(errProfileGone)
 	d.dropStandby(ctx, p)
 	if p.ctr != nil {
 		if err := d.stopLocked(ctx, p, 0, "wiped"); err != nil {

@@ -25,6 +25,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if helperMain() { // the test binary re-executed as another uid
+		return
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "integration tests need root (namespaces, cgroups, mounts): run `make test` as root")
 		os.Exit(1)
@@ -69,6 +72,8 @@ type daemon struct {
 	// storage is the storage flags: by default its own store image
 	// (storage_linux_test.go).
 	storage []string
+	// wrap runs the daemon through a command (prlimit ...).
+	wrap []string
 }
 
 type daemonOpt func(*daemon)
@@ -117,7 +122,8 @@ func (d *daemon) start() {
 	d.t.Helper()
 	args := append([]string{"--config", d.cfgFile, "--state-dir", d.state, "--run-dir", d.run, "--log-level", "debug"}, d.storage...)
 	args = append(args, d.args...)
-	d.cmd = exec.Command("nsenter", append([]string{"--net=" + netnsPath(d.netns), "--", filepath.Join(binDir, "workcelld")}, args...)...)
+	cmdline := append(append(append([]string{"--net=" + netnsPath(d.netns), "--"}, d.wrap...), filepath.Join(binDir, "workcelld")), args...)
+	d.cmd = exec.Command("nsenter", cmdline...)
 	d.log = &bytes.Buffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

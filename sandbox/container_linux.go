@@ -172,6 +172,13 @@ func (c *Container) setFrozen(ctx context.Context, frozen bool) error {
 // signal so that it can act on it. It then destroys the container: cgroups
 // and state dir are removed.
 func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
+	return c.StopCut(ctx, grace, context.Background())
+}
+
+// StopCut is Stop whose grace ends, in SIGKILL, as soon as cut is done:
+// whoever must not wait out another caller's long grace cancels cut. An
+// ended ctx, unlike cut, abandons the stop.
+func (c *Container) StopCut(ctx context.Context, grace time.Duration, cut context.Context) error {
 	st, err := c.State(ctx)
 	if err != nil {
 		return fmt.Errorf("container %s: stop: %w", c.id, err)
@@ -191,7 +198,9 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration) error {
 			}
 		}
 		gctx, cancel := context.WithTimeout(ctx, grace)
+		stopCut := context.AfterFunc(cut, cancel)
 		err := c.Wait(gctx)
+		stopCut()
 		cancel()
 		if err != nil && ctx.Err() != nil {
 			return fmt.Errorf("container %s: stop: %w", c.id, ctx.Err())

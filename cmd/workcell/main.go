@@ -32,6 +32,7 @@ const (
 	exitPermission  = 4
 	exitConflict    = 5
 	exitUnavailable = 6
+	exitThrottled   = 7
 )
 
 func main() {
@@ -66,6 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{api.ErrPermission, exitPermission},
 		{api.ErrConflict, exitConflict},
 		{api.ErrUnavailable, exitUnavailable},
+		{api.ErrThrottled, exitThrottled},
 	} {
 		if errors.Is(err, c.class) {
 			return c.code
@@ -119,7 +121,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			{
 				Name: "stop", Usage: "stop a profile", ArgsUsage: nameArg,
-				Flags:  []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "time for init to exit after SIGTERM (default: the daemon's)"}},
+				Flags:  []cli.Flag{&cli.DurationFlag{Name: "timeout", Usage: "time for init to exit after SIGTERM (default: the daemon's; at most its stop_timeout_max, 5m by default)"}},
 				Action: cmdAction("stop"),
 			},
 			{Name: "off", Usage: "work mode off: freeze every process of the profile", ArgsUsage: nameArg, Action: cmdAction("off")},
@@ -282,7 +284,25 @@ func printProfile(c *cli.Context, p api.Profile) error {
 	} else {
 		fmt.Fprintf(c.App.Writer, "%s: %s\n", p.Name, p.State)
 	}
+	if p.FailedUnlocks > 0 {
+		fmt.Fprintf(c.App.Writer, "  %s\n", triesText(p, time.Now()))
+	}
 	return nil
+}
+
+// triesText says how many wrong passphrases were given and when the next
+// try is allowed.
+func triesText(p api.Profile, now time.Time) string {
+	s := fmt.Sprintf("%d wrong passphrase", p.FailedUnlocks)
+	if p.FailedUnlocks != 1 {
+		s += "s"
+	}
+	s += " in a row"
+	if p.PassphraseRetryAt != nil && p.PassphraseRetryAt.After(now) {
+		wait := p.PassphraseRetryAt.Sub(now).Round(time.Second)
+		return s + fmt.Sprintf("; next try allowed in %s (at %s)", wait, p.PassphraseRetryAt.Local().Format(time.DateTime))
+	}
+	return s + "; a try is allowed now"
 }
 
 func cmdStatus(c *cli.Context) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -54,6 +55,7 @@ func TestExitCodesFollowErrorClasses(t *testing.T) {
 		{api.ErrPermission, exitPermission},
 		{api.ErrConflict, exitConflict},
 		{api.ErrUnavailable, exitUnavailable},
+		{api.ErrThrottled, exitThrottled},
 		{api.ErrInternal, exitInternal},
 	} {
 		msg := "the message for " + tc.class.Error()
@@ -152,5 +154,35 @@ func TestFlagsAfterArguments(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("flagsFirst(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+func TestStatusSaysWhenTheNextPassphraseTryIsAllowed(t *testing.T) {
+	at := time.Now().Add(90 * time.Second)
+	sock := fakeDaemon(t, func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 200, api.Profile{Name: "work", State: api.StateLocked, Passphrase: true, FailedUnlocks: 6, PassphraseRetryAt: &at})
+	})
+	code, out, _ := runCLI(t, sock, "status")
+	if code != 0 || !strings.HasPrefix(out, "work: locked\n  6 wrong passphrases in a row; next try allowed in 1m") || !strings.Contains(out, at.Local().Format(time.DateTime)) {
+		t.Fatalf("status: exit %d out %q", code, out)
+	}
+	code, out, _ = runCLI(t, sock, "status", "--json")
+	var p api.Profile
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.FailedUnlocks != 6 || p.PassphraseRetryAt == nil || !p.PassphraseRetryAt.Equal(at) {
+		t.Fatalf("status --json: exit %d out %q", code, out)
+	}
+}
+
+func TestThrottledAnswerKeepsRetryAfter(t *testing.T) {
+	sock := fakeDaemon(t, func(w http.ResponseWriter, r *http.Request) {
+		body, status := api.ToBody(api.Throttledf(42*time.Second, "profile work: too many wrong passphrases"))
+		reply(w, status, body)
+	})
+	_, err := api.NewClient(sock).Unlock(context.Background(), "work", api.UnlockRequest{Passphrase: "x"})
+	if d, ok := api.RetryAfter(err); !errors.Is(err, api.ErrThrottled) || !ok || d != 42*time.Second {
+		t.Fatalf("unlock: %v (retry %v %v)", err, d, ok)
+	}
+	if code, _, stderr := runCLI(t, sock, "start", "work"); code != exitThrottled || !strings.Contains(stderr, "too many") {
+		t.Fatalf("exit %d %q", code, stderr)
 	}
 }
