@@ -87,6 +87,7 @@ type Conn struct {
 	nodes     map[uint64]*Node
 	nextNode  uint64
 	handles   map[uint32]bool // handles this connection holds a strong+weak ref on
+	kept      map[uint32]int  // handles a user of the connection keeps: dropHandle leaves them
 	deaths    map[uint64]*death
 	nextDeath uint64
 	pending   []byte // process-wide commands for the next BINDER_WRITE_READ of any thread
@@ -177,7 +178,7 @@ func openFD(fd int, path string, rel Release, o options) (*Conn, error) {
 	}
 	return &Conn{
 		fd: fd, path: path, rel: rel, mm: mm, base: uint64(uintptr(unsafe.Pointer(&mm[0]))), log: o.log,
-		nodes: map[uint64]*Node{}, nextNode: 1, handles: map[uint32]bool{},
+		nodes: map[uint64]*Node{}, nextNode: 1, handles: map[uint32]bool{}, kept: map[uint32]int{},
 		deaths: map[uint64]*death{}, nextDeath: 1,
 	}, nil
 }
@@ -367,12 +368,30 @@ func (c *Conn) ReleaseHandle(ctx context.Context, handle uint32) error {
 	return c.flush(ctx)
 }
 
-// dropHandle queues the release of the references held on handle; the
-// next BINDER_WRITE_READ of any thread sends it.
+// keepHandle marks handle as used by a part of this process (a
+// registration, a proxy's node) until unkeepHandle: dropHandle then leaves
+// it alone.
+func (c *Conn) keepHandle(handle uint32) {
+	c.mu.Lock()
+	c.kept[handle]++
+	c.mu.Unlock()
+}
+
+func (c *Conn) unkeepHandle(handle uint32) {
+	c.mu.Lock()
+	if c.kept[handle]--; c.kept[handle] <= 0 {
+		delete(c.kept, handle)
+	}
+	c.mu.Unlock()
+}
+
+// dropHandle queues the release of the references held on handle unless
+// something keeps it: a handle that only arrived in a parcel nobody kept
+// is let go. The next BINDER_WRITE_READ of any thread sends it.
 func (c *Conn) dropHandle(handle uint32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.handles[handle] {
+	if c.handles[handle] && c.kept[handle] == 0 {
 		delete(c.handles, handle)
 		c.pending = ne.AppendUint32(c.pending, bcRelease)
 		c.pending = ne.AppendUint32(c.pending, handle)

@@ -44,8 +44,8 @@ func (l Limits) Validate() error {
 	return nil
 }
 
-// LimitError is a refusal because a Limits field is reached; its message
-// is what the caller's exception says.
+// LimitError is a refusal because a Limits field is reached; the caller's
+// exception says its message after "workcell: ".
 type LimitError struct {
 	What  string // "registered services", ...
 	Limit int
@@ -53,7 +53,7 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	return fmt.Sprintf("workcell: limit of %d %s reached for this profile (%s)", e.Limit, e.What, e.Knob)
+	return fmt.Sprintf("limit of %d %s reached for this profile (%s)", e.Limit, e.What, e.Knob)
 }
 
 // Config fields that set the limits, named in refusals.

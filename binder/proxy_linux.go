@@ -179,6 +179,7 @@ func (p *Proxy) Resolve(ctx context.Context, name string) (*Node, bool) {
 	e := &proxied{p: p, pol: pol, host: h, hostObjs: map[uint32]*Node{}, workObjs: map[uint32]*Node{}}
 	e.root = p.work.NewNode(&toHost{e: e, handle: h, root: true})
 	p.hostOf[e.root.ID()] = hostRef{e: e, handle: h}
+	p.host.keepHandle(h)
 	if _, err := p.host.LinkToDeath(ctx, h, func() { p.hostDied(e) }); err != nil {
 		p.o.log.Warn("binder proxy cannot watch a host service", "service", name, "err", err)
 		e.dead.Store(true)
@@ -285,9 +286,31 @@ func (h *toWork) Handle(ctx context.Context, t *Transaction) (*Parcel, error) {
 // deny answers a refused call: the fds it brought are closed, the decision
 // recorded, and the caller gets a SecurityException.
 func (e *proxied) deny(t *Transaction, rec AuditRecord, reason string) (*Parcel, error) {
-	t.Data.CloseFDs()
+	e.discard(t)
 	e.p.audit(rec, VerdictDeny, reason)
 	return SecurityReply(e.p.rel, "workcell: "+reason), nil
+}
+
+// discard lets go of what a call that is not forwarded brought: its fds,
+// and the references its connection took on handles it carried that the
+// proxy does not stand for.
+func (e *proxied) discard(t *Transaction) {
+	t.Data.CloseFDs()
+	if t.Node != nil && t.Node.conn != nil {
+		e.p.dropUnmapped(t.Node.conn, t.Data)
+	}
+}
+
+// dropUnmapped releases the references c took on the handles in parcel
+// that no node of the proxy stands for (those it keeps, see keepHandle):
+// a refused parcel's binders must not stay held, however many a caller
+// sends.
+func (p *Proxy) dropUnmapped(c *Conn, parcel *Parcel) {
+	for _, o := range parcel.Objects() {
+		if o.Type == TypeHandle || o.Type == TypeWeakHandle {
+			c.dropHandle(o.Handle())
+		}
+	}
 }
 
 // forwardErr turns a failed forward into the status the caller sees.
@@ -308,7 +331,7 @@ func (e *proxied) callHost(ctx context.Context, t *Transaction, target uint32, r
 	dir, _ := e.p.o.directions()
 	rec := AuditRecord{Service: e.pol.Name, Direction: dir, Code: t.Code, SenderPID: t.SenderPID}
 	if e.dead.Load() {
-		t.Data.CloseFDs()
+		e.discard(t)
 		return nil, StatusDeadObject
 	}
 	if t.Code == InterfaceTransaction && root {
@@ -339,7 +362,7 @@ func (e *proxied) callWork(ctx context.Context, t *Transaction, target uint32) (
 	_, dir := e.p.o.directions()
 	rec := AuditRecord{Service: e.pol.Name, Direction: dir, Code: t.Code, SenderPID: t.SenderPID}
 	if e.dead.Load() {
-		t.Data.CloseFDs()
+		e.discard(t)
 		return nil, StatusDeadObject
 	}
 	if tok, err := t.Data.ReadInterfaceToken(); err == nil {
@@ -361,7 +384,7 @@ func (e *proxied) forward(ctx context.Context, t *Transaction, rec AuditRecord, 
 		if reason, ok := refusal(err); ok {
 			return e.deny(t, rec, reason)
 		}
-		t.Data.CloseFDs()
+		e.discard(t)
 		return nil, err
 	}
 	e.p.audit(rec, VerdictAllow, "")
@@ -375,6 +398,7 @@ func (e *proxied) forward(ctx context.Context, t *Transaction, rec AuditRecord, 
 	r, err := rewriteObjects(reply, back)
 	if err != nil {
 		reply.CloseFDs()
+		e.p.dropUnmapped(conn, reply)
 		reason, _ := refusal(err)
 		e.p.audit(rec, VerdictDeny, "reply: "+reason)
 		return SecurityReply(e.p.rel, "workcell: reply: "+reason), nil
@@ -430,6 +454,7 @@ func (e *proxied) workToHost(o Object) (flatObject, error) {
 		n = e.p.host.NewNode(&toWork{e: e, handle: h})
 		e.workObjs[h] = n
 		e.p.wrappers[n.ID()] = workRef{e: e, handle: h}
+		e.p.work.keepHandle(h)
 	}
 	return flatObject{Type: TypeBinder, Flags: wrapperFlags, Binder: n.ID(), Cookie: n.ID()}, nil
 }
@@ -468,6 +493,7 @@ func (e *proxied) hostToWork(o Object) (flatObject, error) {
 		n = e.p.work.NewNode(&toHost{e: e, handle: h})
 		e.hostObjs[h] = n
 		e.p.hostOf[n.ID()] = hostRef{e: e, handle: h}
+		e.p.host.keepHandle(h)
 	}
 	return flatObject{Type: TypeBinder, Flags: wrapperFlags, Binder: n.ID(), Cookie: n.ID()}, nil
 }

@@ -98,7 +98,11 @@ func serveWorkcelld(ctx context.Context, resolve func(work *Conn, audit *AuditLo
 		return err
 	}
 	defer closer.Close()
-	return manage(ctx, work, NewServiceManager(work, WithResolver(r)))
+	opts := []ServiceManagerOption{WithResolver(r)}
+	if l, ok := testLimits(); ok {
+		opts = append(opts, WithServiceManagerLimits(l))
+	}
+	return manage(ctx, work, NewServiceManager(work, opts...))
 }
 
 // readFDContents reads the fd next in p to its end; the fd stays the

@@ -174,13 +174,7 @@ func (sm *ServiceManager) dropUnkept(p *Parcel) {
 		if o.Type != TypeHandle && o.Type != TypeWeakHandle {
 			continue
 		}
-		h := o.Handle()
-		sm.mu.Lock()
-		_, kept := sm.links[h]
-		sm.mu.Unlock()
-		if !kept {
-			sm.conn.dropHandle(h)
-		}
+		sm.conn.dropHandle(o.Handle()) // unless a registration keeps it
 	}
 }
 
@@ -364,11 +358,12 @@ func (sm *ServiceManager) add(ctx context.Context, t *Transaction) (*Parcel, err
 		// count it.
 		link = &smLink{}
 		sm.links[obj.Handle()] = link
+		sm.conn.keepHandle(obj.Handle())
 	}
 	sm.mu.Unlock()
 	if refused != nil {
 		sm.refuse(refused, name, t.SenderPID)
-		return sm.exception(ExIllegalState, refused.Error())
+		return sm.exception(ExIllegalState, "workcell: "+refused.Error())
 	}
 	if link != nil {
 		h := obj.Handle()
@@ -377,6 +372,7 @@ func (sm *ServiceManager) add(ctx context.Context, t *Transaction) (*Parcel, err
 			sm.mu.Lock()
 			delete(sm.links, h)
 			sm.mu.Unlock()
+			sm.conn.unkeepHandle(h)
 			return nil, err
 		}
 		sm.mu.Lock()
@@ -440,15 +436,16 @@ func (sm *ServiceManager) forget(o Object) {
 	link := sm.links[h]
 	delete(sm.links, h)
 	sm.mu.Unlock()
-	ctx := context.Background()
-	if link != nil && link.unlink != nil {
-		if err := link.unlink(ctx); err != nil {
+	if link == nil {
+		return
+	}
+	if link.unlink != nil {
+		if err := link.unlink(context.Background()); err != nil {
 			sm.log.Warn("service manager cannot unlink a replaced service", "handle", h, "err", err)
 		}
 	}
-	if err := sm.conn.ReleaseHandle(ctx, h); err != nil {
-		sm.log.Warn("service manager cannot release a replaced service", "handle", h, "err", err)
-	}
+	sm.conn.unkeepHandle(h)
+	sm.conn.dropHandle(h) // sent with the next command
 }
 
 // registrant says whether a reserved name's registration comes from the
@@ -466,8 +463,12 @@ func (sm *ServiceManager) died(h uint32) {
 			delete(sm.services, name)
 		}
 	}
+	_, linked := sm.links[h]
 	delete(sm.links, h) // the driver cleared the notification with the death
 	sm.mu.Unlock()
+	if linked {
+		sm.conn.unkeepHandle(h)
+	}
 	if err := sm.conn.ReleaseHandle(context.Background(), h); err != nil {
 		sm.log.Warn("service manager cannot release a dead handle", "handle", h, "err", err)
 	}

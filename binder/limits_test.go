@@ -1,0 +1,57 @@
+package binder
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLimitsValidate(t *testing.T) {
+	if err := DefaultLimits.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for name, l := range map[string]Limits{
+		"services":        {Services: 0, DeathLinks: 1, ProxiedObjects: 1},
+		"death links":     {Services: 1, DeathLinks: -1, ProxiedObjects: 1},
+		"proxied objects": {Services: 1, DeathLinks: 1, ProxiedObjects: 0},
+	} {
+		err := l.Validate()
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%+v: %v, want a refusal naming %s", l, err, name)
+		}
+	}
+}
+
+// TestLimitErrorNamesTheKnob: the message an app sees says the limit, what
+// it counts, and the config field that raises it.
+func TestLimitErrorNamesTheKnob(t *testing.T) {
+	msg := (&LimitError{What: "registered services", Limit: 7, Knob: KnobServices}).Error()
+	for _, want := range []string{"7", "registered services", "binder_max_services"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q lacks %q", msg, want)
+		}
+	}
+}
+
+// TestRefusalLogIsBounded: an app hammering a limit gets one log line a
+// second per limit, and the next line counts the ones held back.
+func TestRefusalLogIsBounded(t *testing.T) {
+	var r refusalLog
+	t0 := time.Unix(1000, 0)
+	lines := 0
+	for i := range 10000 {
+		if ok, _ := r.allow(KnobServices, t0.Add(time.Duration(i)*time.Millisecond/10)); ok {
+			lines++
+		}
+	}
+	if lines != 1 {
+		t.Errorf("%d lines for 10000 refusals within a second, want 1", lines)
+	}
+	if ok, _ := r.allow(KnobDeathLinks, t0); !ok {
+		t.Error("another limit's first refusal was held back")
+	}
+	ok, held := r.allow(KnobServices, t0.Add(2*time.Second))
+	if !ok || held != 9999 {
+		t.Errorf("a second later: logged %v, held %d; want true, 9999", ok, held)
+	}
+}
