@@ -322,3 +322,15 @@ func joinCgroup(dir string, pid int) error {
 	}
 	return nil
 }
+
+// RemoveHelperCgroup removes a profile's helper cgroup once its helpers
+// are gone; one that is not there is fine.
+func RemoveHelperCgroup(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("binder: remove node helper cgroup %s: %w", dir, err)
+	}
+	return nil
+}

@@ -30,6 +30,9 @@ func setupHelperCgroup(*HelperSandbox) (string, error) { return "", errNoSandbox
 func Cgroup2Mount() string         { return "" }
 func joinCgroup(string, int) error { return errNoSandbox }
 
+// RemoveHelperCgroup: nothing to remove here.
+func RemoveHelperCgroup(string) error { return nil }
+
 const (
 	helperStageEnv = "WORKCELL_BINDER_NODE_STAGE"
 	helperSpecEnv  = "WORKCELL_BINDER_NODE_SPEC"

@@ -67,6 +67,7 @@ type Config struct {
 	// BinderAuditAllowed writes an audit record of every allowed binder
 	// call too, not only of the denied ones.
 	BinderAuditAllowed bool `json:"binder_audit_allowed"`
+	BinderSettings
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -104,6 +105,7 @@ func DefaultConfig() Config {
 
 		BinderHostDevice: "/dev/binder",
 		BinderRelease:    "android14",
+		BinderSettings:   defaultBinderSettings(),
 	}
 }
 

@@ -30,7 +30,8 @@ func TestBinderProxyInVM(t *testing.T) {
 		"TestProxyHostDeathReachesWork", "TestProxyConcurrentCallers", "TestProxySurvivesHostileClient",
 		"TestProxyFigures", "TestNodeHelperDeathReachesWork", "TestNodeHelperPolicy", "TestExportToHost",
 		"TestNodeHelperFigures", "TestProxyScatterGatherBuffers", "TestProxyFDArrays",
-		"TestServiceManagerFDFlood", "TestNodeHelperFDFlood")
+		"TestServiceManagerFDFlood", "TestNodeHelperFDFlood", "TestServiceManagerLimits",
+		"TestNodeHelperSandboxed", "TestNodeHelperObjectLimit")
 	var figures, helper int
 	for _, line := range strings.Split(p.Output, "\n") {
 		if i := strings.Index(line, "BINDER-BENCH "); i >= 0 {
