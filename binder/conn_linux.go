@@ -127,34 +127,6 @@ func Open(ctx context.Context, path string, rel Release, opts ...Option) (*Conn,
 	return openFD(fd, path, rel, o)
 }
 
-// OpenFD is Open on a device this process opened before (a node helper
-// opens its devices before it drops privileges and executes itself
-// again); path only names it. The connection owns fd from now on, also
-// when OpenFD fails. The device must not have been mapped yet: the driver
-// allows one mapping per open.
-func OpenFD(ctx context.Context, fd int, path string, rel Release, opts ...Option) (*Conn, error) {
-	if err := ctx.Err(); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	if !rel.valid() {
-		unix.Close(fd)
-		return nil, fmt.Errorf("binder: open %s: unsupported release %d", path, int(rel))
-	}
-	o := options{maxThreads: 15, mapSize: defaultMapSize, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			unix.Close(fd)
-			return nil, err
-		}
-	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("binder: set close-on-exec on %s: %w", path, err)
-	}
-	return openFD(fd, path, rel, o)
-}
-
 func openFD(fd int, path string, rel Release, o options) (*Conn, error) {
 	var ver int32
 	if err := ioctl(fd, iocVersion, unsafe.Pointer(&ver)); err != nil {

@@ -24,24 +24,30 @@ import (
 // seccomp allow-list, and in a cgroup with memory and pids limits.
 //
 // The binder driver dictates the order. It takes the sender's euid of a
-// transaction from the opening process's thread-group leader at the time of
-// the call (task_euid(proc->tsk) in drivers/android/binder.c since
-// "binder: fix test regression due to sender_euid change", 2021), and it
-// lets only that same process map the device (binder_mmap checks
-// proc->tsk == current->group_leader). So the helper opens both devices
-// itself as root (they need not be open to its uid), then, on its main
-// thread, which is the leader, drops to the uid, clears every capability
-// set including the bounding set, sets no_new_privs, and executes itself
-// again: capabilities are per thread, and only execve leaves a process
-// whose every thread has the dropped credentials. The new image maps the
-// inherited devices, installs the seccomp filter for all its threads and
-// serves. Host services then see the helper's uid as the caller, never 0.
+// transaction from the opening process's thread-group leader at the time
+// of the call (task_euid(proc->tsk) in drivers/android/binder.c since
+// "binder: fix test regression due to sender_euid change", 2021), and only
+// the process (the same leader and the same mm, binder_mmap and
+// binder_alloc_mmap_handler) that opened the device may map it, so the
+// helper must open its devices after it is unprivileged and keep its
+// image. Capabilities are per thread, and a Go program has many threads
+// before its main runs, so the helper starts as root, and on its main
+// thread drops to the uid, clears every capability set including the
+// bounding set and sets no_new_privs, then executes itself again: only
+// execve leaves a process whose every thread has the dropped credentials.
+// The new image opens and maps the devices (NewNodeHelpers made them open
+// to the helper's gid: helperDevice), installs the seccomp filter on all
+// its threads and serves. Host services see the helper's uid as the
+// caller, never 0.
 
 // HelperSandbox is what node helpers run under.
 type HelperSandbox struct {
-	// UID and GID the helper runs as after opening its devices; never 0.
+	// UID and GID the helper runs as; never 0.
 	UID int `json:"uid"`
 	GID int `json:"gid"`
+	// NodeDir is a folder where NewNodeHelpers makes device nodes the
+	// helpers can open (root:GID, 0660) for devices they could not.
+	NodeDir string `json:"-"`
 	// Cgroup is the cgroup v2 directory (under the cgroup2 mount) all the
 	// profile's helpers run in, made with these limits; empty: none.
 	Cgroup    string `json:"-"`
@@ -85,9 +91,9 @@ func init() {
 	}
 }
 
-// enterSandbox is the first stage: it opens the devices of spec, drops to
-// the sandbox's uid on this thread and executes this program again as the
-// second stage. It returns only on failure.
+// enterSandbox is the first stage: it drops to the sandbox's uid on this
+// thread and executes this program again as the second stage, which opens
+// the devices. It returns only on failure.
 func enterSandbox(spec HelperSpec) error {
 	sb := *spec.Sandbox
 	if err := sb.Validate(); err != nil {
@@ -95,14 +101,6 @@ func enterSandbox(spec HelperSpec) error {
 	}
 	if os.Getpid() != unix.Gettid() {
 		return errors.New("binder: node helper: the sandbox must be entered on the main thread")
-	}
-	var err error
-	// Not O_CLOEXEC: the second stage inherits them.
-	if spec.HostFD, err = unix.Open(spec.HostDevice, unix.O_RDWR, 0); err != nil {
-		return fmt.Errorf("binder: open %s: %w", spec.HostDevice, err)
-	}
-	if spec.WorkFD, err = unix.Open(spec.WorkDevice, unix.O_RDWR, 0); err != nil {
-		return fmt.Errorf("binder: open %s: %w", spec.WorkDevice, err)
 	}
 	raw, err := json.Marshal(spec)
 	if err != nil {
@@ -319,6 +317,76 @@ func joinCgroup(dir string, pid int) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
 		return fmt.Errorf("binder: move node helper %d into cgroup %s: %w", pid, dir, err)
+	}
+	return nil
+}
+
+// binderfsMagic is BINDERFS_SUPER_MAGIC.
+const binderfsMagic = 0x6c6f6f70
+
+// helperDevice returns a path to dev that the sandbox's uid or gid can
+// open read-write: dev itself when its mode lets them (Android's
+// /dev/binder is 0666); for a device of binder_linux's devices= list (a
+// misc device) a node of the same device made in sb.NodeDir, root:GID
+// 0660, in a folder only root and GID may enter; a binderfs device (whose
+// nodes work only inside their binderfs) is refused, naming it.
+func helperDevice(sb HelperSandbox, role, dev string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		return "", fmt.Errorf("binder: node helper device %s: %w", dev, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR {
+		return "", fmt.Errorf("binder: node helper device %s: not a character device", dev)
+	}
+	m := st.Mode
+	if m&0o006 == 0o006 || (int(st.Gid) == sb.GID && m&0o060 == 0o060) || (int(st.Uid) == sb.UID && m&0o600 == 0o600) {
+		return dev, nil
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dev, &fs); err == nil && fs.Type == binderfsMagic {
+		return "", fmt.Errorf("binder: %s device %s (binderfs, mode %o) is not open to the node helpers' uid %d or gid %d: give it group %d with rw, or mode 0666 as Android does",
+			role, dev, m&0o777, sb.UID, sb.GID, sb.GID)
+	}
+	if sb.NodeDir == "" {
+		return "", fmt.Errorf("binder: %s device %s (mode %o) is not open to the node helpers' uid %d or gid %d, and no folder for a node of their own is set",
+			role, dev, m&0o777, sb.UID, sb.GID)
+	}
+	if err := os.MkdirAll(sb.NodeDir, 0o750); err != nil {
+		return "", fmt.Errorf("binder: make node helper device folder %s: %w", sb.NodeDir, err)
+	}
+	if err := os.Chown(sb.NodeDir, 0, sb.GID); err != nil {
+		return "", fmt.Errorf("binder: node helper device folder %s: %w", sb.NodeDir, err)
+	}
+	if err := os.Chmod(sb.NodeDir, 0o750); err != nil {
+		return "", fmt.Errorf("binder: node helper device folder %s: %w", sb.NodeDir, err)
+	}
+	path := filepath.Join(sb.NodeDir, role)
+	tmp := path + ".new"
+	_ = os.Remove(tmp)
+	if err := unix.Mknod(tmp, unix.S_IFCHR|0o600, int(st.Rdev)); err != nil {
+		return "", fmt.Errorf("binder: make a node of %s at %s: %w", dev, tmp, err)
+	}
+	err := os.Chown(tmp, 0, sb.GID)
+	if err == nil {
+		err = os.Chmod(tmp, 0o660)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("binder: make a node of %s at %s: %w", dev, path, err)
+	}
+	return path, nil
+}
+
+// RemoveHelperNodes removes the device nodes helperDevice made.
+func RemoveHelperNodes(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("binder: remove node helper devices %s: %w", dir, err)
 	}
 	return nil
 }

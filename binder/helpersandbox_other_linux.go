@@ -12,6 +12,7 @@ import (
 type HelperSandbox struct {
 	UID       int    `json:"uid"`
 	GID       int    `json:"gid"`
+	NodeDir   string `json:"-"`
 	Cgroup    string `json:"-"`
 	MemoryMax int64  `json:"-"`
 	PidsMax   int64  `json:"-"`
@@ -29,6 +30,11 @@ func setupHelperCgroup(*HelperSandbox) (string, error) { return "", errNoSandbox
 // Cgroup2Mount: none here.
 func Cgroup2Mount() string         { return "" }
 func joinCgroup(string, int) error { return errNoSandbox }
+
+func helperDevice(HelperSandbox, string, string) (string, error) { return "", errNoSandbox }
+
+// RemoveHelperNodes: nothing to remove here.
+func RemoveHelperNodes(string) error { return nil }
 
 // RemoveHelperCgroup: nothing to remove here.
 func RemoveHelperCgroup(string) error { return nil }

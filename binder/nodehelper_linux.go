@@ -66,12 +66,10 @@ type HelperSpec struct {
 	// MaxObjects bounds the objects the helper's proxy stands for
 	// (Limits.ProxiedObjects); 0: DefaultLimits.
 	MaxObjects int `json:"max_objects,omitempty"`
-	// Sandbox, when set, is what the helper drops to once it opened the
-	// devices (helpersandbox_linux.go); HostFD and WorkFD are those
-	// devices, open, in the sandboxed stage.
+	// Sandbox, when set, is what the helper drops to before it opens the
+	// devices (helpersandbox_linux.go), which must then be open to its
+	// uid or gid (NewNodeHelpers sees to it).
 	Sandbox *HelperSandbox `json:"sandbox,omitempty"`
-	HostFD  int            `json:"host_fd,omitempty"`
-	WorkFD  int            `json:"work_fd,omitempty"`
 }
 
 var errStdin = errors.New("stdin closed")
@@ -123,21 +121,12 @@ func runNodeHelper(ctx context.Context, cancel context.CancelCauseFunc, spec Hel
 	if !spec.Release.valid() {
 		return 1, fmt.Errorf("release %d", spec.Release)
 	}
-	open := func(fd int, path string, threads int) (*Conn, error) {
-		if spec.Sandbox != nil {
-			return OpenFD(ctx, fd, path, spec.Release, WithMaxThreads(threads), WithLogger(log))
-		}
-		return Open(ctx, path, spec.Release, WithMaxThreads(threads), WithLogger(log))
-	}
-	host, err := open(spec.HostFD, spec.HostDevice, 8)
+	host, err := Open(ctx, spec.HostDevice, spec.Release, WithMaxThreads(8), WithLogger(log))
 	if err != nil {
-		if spec.Sandbox != nil {
-			unix.Close(spec.WorkFD)
-		}
 		return 1, err
 	}
 	defer host.Close()
-	work, err := open(spec.WorkFD, spec.WorkDevice, 15)
+	work, err := Open(ctx, spec.WorkDevice, spec.Release, WithMaxThreads(15), WithLogger(log))
 	if err != nil {
 		return 1, err
 	}
@@ -262,6 +251,13 @@ func NewNodeHelpers(rel Release, hostDevice, workDevice, profile string, policy 
 	}
 	if h.sandbox != nil {
 		h.spec.Sandbox = h.sandbox
+		var err error
+		if h.spec.HostDevice, err = helperDevice(*h.sandbox, "host", hostDevice); err != nil {
+			return nil, err
+		}
+		if h.spec.WorkDevice, err = helperDevice(*h.sandbox, "work", workDevice); err != nil {
+			return nil, err
+		}
 		note, err := setupHelperCgroup(h.sandbox)
 		if err != nil {
 			return nil, err

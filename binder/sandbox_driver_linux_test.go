@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,12 +61,16 @@ func runWorkcelldSandboxed() error {
 			cmd.Env = []string{roleEnv + "=nodehelper"}
 			return cmd
 		}
+		// The guest's devices are root's 0600: the helpers get nodes of
+		// their own in NodeDir.
 		opts := []NodeHelpersOption{WithHelperSandbox(HelperSandbox{UID: sandboxUID, GID: sandboxUID,
-			Cgroup: filepath.Join(Cgroup2Mount(), helperCgroup), MemoryMax: helperMemMax, PidsMax: helperPidsMax})}
+			NodeDir: "/tmp/wc-binder-test-nodes", Cgroup: filepath.Join(Cgroup2Mount(), helperCgroup),
+			MemoryMax: helperMemMax, PidsMax: helperPidsMax})}
 		if l, ok := testLimits(); ok {
 			opts = append(opts, WithHelperLimits(l))
 		}
-		h, err := NewNodeHelpers(testRel, hostDevice(), device(), "work", helperPolicy(), command, audit, false, nil, opts...)
+		log := slog.New(slog.NewTextHandler(os.Stderr, nil)) // the helpers' stderr, for the guest's console
+		h, err := NewNodeHelpers(testRel, hostDevice(), device(), "work", helperPolicy(), command, audit, false, log, opts...)
 		return h, h, err
 	})
 }

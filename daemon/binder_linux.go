@@ -53,6 +53,9 @@ const (
 	binderAuditOld  = "binder-audit.log.1"
 	binderfsDir     = "binderfs"
 	binderfsPrefix  = "wc-"
+	// binderHelperNodes (under the run dir) holds, per profile, nodes of
+	// the binder devices that the node helpers' gid may open.
+	binderHelperNodes = "binder-helpers"
 	// containerBinder is where the container finds its context.
 	containerBinder = "/dev/binder"
 )
@@ -83,11 +86,13 @@ type binderCtx struct {
 	res      *policyResolver
 	// helperCgroup is the node helpers' cgroup, removed with the context.
 	helperCgroup string
-	log          *slog.Logger
-	audit    *auditFile
-	auditLog *binder.AuditLog
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// helperNodes holds device nodes the helpers can open, removed too.
+	helperNodes string
+	log         *slog.Logger
+	audit       *auditFile
+	auditLog    *binder.AuditLog
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // policyResolver is the service manager's resolver: the node helpers of
@@ -385,13 +390,14 @@ func (bc *binderCtx) setPolicy(name string, cfg Config, rel binder.Release, pol 
 	// binder/helpersandbox_linux.go), and in a cgroup of the profile's
 	// beside the containers'.
 	sb := binder.HelperSandbox{UID: cfg.BinderHelperUID, GID: cfg.BinderHelperGID,
+		NodeDir:   filepath.Join(cfg.RunDir, binderHelperNodes, name),
 		MemoryMax: cfg.BinderHelperMemoryMax, PidsMax: cfg.BinderHelperPidsMax}
 	if mnt := binder.Cgroup2Mount(); mnt != "" {
 		sb.Cgroup = filepath.Join(mnt, cfg.CgroupParent+"-binder", name)
 	} else {
 		log.Warn("node helpers run without cgroup limits: no cgroup2 hierarchy is mounted")
 	}
-	bc.helperCgroup = sb.Cgroup
+	bc.helperCgroup, bc.helperNodes = sb.Cgroup, sb.NodeDir
 	nh, err := binder.NewNodeHelpers(rel, cfg.BinderHostDevice, bc.device, name, pol, binderNodeCommand,
 		bc.auditLog, cfg.BinderAuditAllowed, log, binder.WithHelperLimits(cfg.binderLimits()), binder.WithHelperSandbox(sb))
 	if err != nil {
@@ -427,6 +433,9 @@ func (bc *binderCtx) close() {
 	}
 	if err := binder.RemoveHelperCgroup(bc.helperCgroup); err != nil {
 		bc.log.Warn("binder node helpers' cgroup stays", "err", err)
+	}
+	if err := binder.RemoveHelperNodes(bc.helperNodes); err != nil {
+		bc.log.Warn("binder node helpers' device nodes stay", "err", err)
 	}
 }
 
