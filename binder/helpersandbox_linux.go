@@ -329,7 +329,8 @@ const binderfsMagic = 0x6c6f6f70
 // /dev/binder is 0666); for a device of binder_linux's devices= list (a
 // misc device) a node of the same device made in sb.NodeDir, root:GID
 // 0660, in a folder only root and GID may enter; a binderfs device (whose
-// nodes work only inside their binderfs) is refused, naming it.
+// nodes work only inside their binderfs) of group root with no group
+// access gets group GID with rw, and any other is refused, naming it.
 func helperDevice(sb HelperSandbox, role, dev string) (string, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(dev, &st); err != nil {
@@ -344,8 +345,21 @@ func helperDevice(sb HelperSandbox, role, dev string) (string, error) {
 	}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(dev, &fs); err == nil && fs.Type == binderfsMagic {
-		return "", fmt.Errorf("binder: %s device %s (binderfs, mode %o) is not open to the node helpers' uid %d or gid %d: give it group %d with rw, or mode 0666 as Android does",
-			role, dev, m&0o777, sb.UID, sb.GID, sb.GID)
+		// A binderfs node opens only inside its binderfs: give the
+		// helpers' gid the device itself, where no other group has it (the
+		// profile's device is workcelld's own; the container gets a node
+		// of its own).
+		if st.Gid != 0 || m&0o070 != 0 {
+			return "", fmt.Errorf("binder: %s device %s (binderfs, mode %o, group %d) is not open to the node helpers' uid %d or gid %d: give it group %d with rw, or mode 0666 as Android does",
+				role, dev, m&0o777, st.Gid, sb.UID, sb.GID, sb.GID)
+		}
+		if err := os.Chown(dev, int(st.Uid), sb.GID); err != nil {
+			return "", fmt.Errorf("binder: open %s device %s to the node helpers' gid %d: %w", role, dev, sb.GID, err)
+		}
+		if err := os.Chmod(dev, os.FileMode(m&0o707|0o060)); err != nil {
+			return "", fmt.Errorf("binder: open %s device %s to the node helpers' gid %d: %w", role, dev, sb.GID, err)
+		}
+		return dev, nil
 	}
 	if sb.NodeDir == "" {
 		return "", fmt.Errorf("binder: %s device %s (mode %o) is not open to the node helpers' uid %d or gid %d, and no folder for a node of their own is set",

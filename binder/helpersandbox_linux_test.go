@@ -198,3 +198,50 @@ func TestSeccompFilterShape(t *testing.T) {
 		}
 	}
 }
+
+// TestHelperDevice: a device the helpers' uid cannot open gets a node of
+// its own in the sandbox's folder (root:gid 0660, in a folder of root:gid
+// 0750); one open to all is used as it is; anything but a character
+// device is refused.
+func TestHelperDevice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("TestHelperDevice must run as root: it makes device nodes")
+	}
+	dir := t.TempDir()
+	closed := filepath.Join(dir, "closed")
+	if err := unix.Mknod(closed, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open")
+	if err := unix.Mknod(open, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(open, 0o666); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	sb := HelperSandbox{UID: 65534, GID: 65533, NodeDir: filepath.Join(dir, "nodes", "work")}
+	got, err := helperDevice(sb, "host", closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(got, &st); err != nil {
+		t.Fatal(err)
+	}
+	if got != filepath.Join(sb.NodeDir, "host") || st.Mode != unix.S_IFCHR|0o660 || st.Gid != 65533 || st.Uid != 0 || st.Rdev != unix.Mkdev(1, 3) {
+		t.Errorf("node %s: mode %o uid %d gid %d rdev %#x", got, st.Mode, st.Uid, st.Gid, st.Rdev)
+	}
+	if err := unix.Stat(sb.NodeDir, &st); err != nil || st.Mode&0o777 != 0o750 || st.Gid != 65533 {
+		t.Errorf("folder %s: mode %o gid %d, %v", sb.NodeDir, st.Mode&0o777, st.Gid, err)
+	}
+	if got, err := helperDevice(sb, "work", open); err != nil || got != open {
+		t.Errorf("a device open to all: %q, %v; want it as it is", got, err)
+	}
+	if _, err := helperDevice(sb, "work", dir); err == nil || !strings.Contains(err.Error(), "not a character device") {
+		t.Errorf("a folder as device: %v", err)
+	}
+	sb.NodeDir = ""
+	if _, err := helperDevice(sb, "host", closed); err == nil || !strings.Contains(err.Error(), closed) {
+		t.Errorf("no node folder: %v, want a refusal naming %s", err, closed)
+	}
+}
