@@ -190,6 +190,10 @@ func lockDown() error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("binder: node helper: clear dumpable: %w", err)
 	}
+	// Changing the uid cleared the parent-death signal workcelld set.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("binder: node helper: set the parent-death signal: %w", err)
+	}
 	return installSeccomp()
 }
 
