@@ -46,7 +46,9 @@ type HelperSandbox struct {
 	UID int `json:"uid"`
 	GID int `json:"gid"`
 	// NodeDir is a folder where NewNodeHelpers makes device nodes the
-	// helpers can open (root:GID, 0660) for devices they could not.
+	// helpers can open (root:GID, 0660) for devices they could not; its
+	// filesystem must allow devices (not nodev), its parents must be
+	// open to pass through.
 	NodeDir string `json:"-"`
 	// Cgroup is the cgroup v2 directory (under the cgroup2 mount) all the
 	// profile's helpers run in, made with these limits; empty: none.
@@ -365,7 +367,12 @@ func helperDevice(sb HelperSandbox, role, dev string) (string, error) {
 		return "", fmt.Errorf("binder: %s device %s (mode %o) is not open to the node helpers' uid %d or gid %d, and no folder for a node of their own is set",
 			role, dev, m&0o777, sb.UID, sb.GID)
 	}
-	if err := os.MkdirAll(sb.NodeDir, 0o750); err != nil {
+	// The helpers must pass through the parents; only the folder itself
+	// is closed to others.
+	if err := os.MkdirAll(filepath.Dir(sb.NodeDir), 0o755); err != nil {
+		return "", fmt.Errorf("binder: make node helper device folder %s: %w", sb.NodeDir, err)
+	}
+	if err := os.Mkdir(sb.NodeDir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("binder: make node helper device folder %s: %w", sb.NodeDir, err)
 	}
 	if err := os.Chown(sb.NodeDir, 0, sb.GID); err != nil {
@@ -394,7 +401,8 @@ func helperDevice(sb HelperSandbox, role, dev string) (string, error) {
 	return path, nil
 }
 
-// RemoveHelperNodes removes the device nodes helperDevice made.
+// RemoveHelperNodes removes the device nodes helperDevice made, and their
+// parent folder once it is empty.
 func RemoveHelperNodes(dir string) error {
 	if dir == "" {
 		return nil
@@ -402,6 +410,7 @@ func RemoveHelperNodes(dir string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("binder: remove node helper devices %s: %w", dir, err)
 	}
+	_ = os.Remove(filepath.Dir(dir)) // fails while other profiles' are there
 	return nil
 }
 

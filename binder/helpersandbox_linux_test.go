@@ -234,6 +234,9 @@ func TestHelperDevice(t *testing.T) {
 	if err := unix.Stat(sb.NodeDir, &st); err != nil || st.Mode&0o777 != 0o750 || st.Gid != 65533 {
 		t.Errorf("folder %s: mode %o gid %d, %v", sb.NodeDir, st.Mode&0o777, st.Gid, err)
 	}
+	if err := unix.Stat(filepath.Dir(sb.NodeDir), &st); err != nil || st.Mode&0o005 != 0o005 {
+		t.Errorf("the helpers cannot pass through %s: mode %o, %v", filepath.Dir(sb.NodeDir), st.Mode&0o777, err)
+	}
 	if got, err := helperDevice(sb, "work", open); err != nil || got != open {
 		t.Errorf("a device open to all: %q, %v; want it as it is", got, err)
 	}

@@ -64,7 +64,7 @@ func runWorkcelldSandboxed() error {
 		// The guest's devices are root's 0600: the helpers get nodes of
 		// their own in NodeDir.
 		opts := []NodeHelpersOption{WithHelperSandbox(HelperSandbox{UID: sandboxUID, GID: sandboxUID,
-			NodeDir: "/tmp/wc-binder-test-nodes", Cgroup: filepath.Join(Cgroup2Mount(), helperCgroup),
+			NodeDir: "/dev/wc-binder-test-nodes/work", Cgroup: filepath.Join(Cgroup2Mount(), helperCgroup),
 			MemoryMax: helperMemMax, PidsMax: helperPidsMax})}
 		if l, ok := testLimits(); ok {
 			opts = append(opts, WithHelperLimits(l))

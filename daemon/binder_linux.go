@@ -53,9 +53,10 @@ const (
 	binderAuditOld  = "binder-audit.log.1"
 	binderfsDir     = "binderfs"
 	binderfsPrefix  = "wc-"
-	// binderHelperNodes (under the run dir) holds, per profile, nodes of
-	// the binder devices that the node helpers' gid may open.
-	binderHelperNodes = "binder-helpers"
+	// binderHelperNodes (beside the host's binder device, where device
+	// nodes work: /run is often nodev) holds, per profile, nodes of the
+	// binder devices that the node helpers' gid may open.
+	binderHelperNodes = "workcell-binder"
 	// containerBinder is where the container finds its context.
 	containerBinder = "/dev/binder"
 )
@@ -390,7 +391,7 @@ func (bc *binderCtx) setPolicy(name string, cfg Config, rel binder.Release, pol 
 	// binder/helpersandbox_linux.go), and in a cgroup of the profile's
 	// beside the containers'.
 	sb := binder.HelperSandbox{UID: cfg.BinderHelperUID, GID: cfg.BinderHelperGID,
-		NodeDir:   filepath.Join(cfg.RunDir, binderHelperNodes, name),
+		NodeDir:   filepath.Join(filepath.Dir(cfg.BinderHostDevice), binderHelperNodes, name),
 		MemoryMax: cfg.BinderHelperMemoryMax, PidsMax: cfg.BinderHelperPidsMax}
 	if mnt := binder.Cgroup2Mount(); mnt != "" {
 		sb.Cgroup = filepath.Join(mnt, cfg.CgroupParent+"-binder", name)
