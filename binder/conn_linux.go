@@ -660,6 +660,13 @@ func (t *thread) talk(read bool) error {
 }
 
 func (t *thread) talkN(read bool) (int, error) {
+	if read && len(t.closeFD) > 0 {
+		// Write (the reply that may name them) and close before blocking
+		// for the next call: the fds must not wait for it.
+		if _, err := t.talkN(false); err != nil {
+			return 0, err
+		}
+	}
 	c := t.c
 	c.mu.Lock()
 	t.wbuf = append(append(t.wbuf[:0], c.pending...), t.out...)
