@@ -124,10 +124,6 @@ func Open(ctx context.Context, path string, rel Release, opts ...Option) (*Conn,
 	if err != nil {
 		return nil, fmt.Errorf("binder: open %s: %w", path, err)
 	}
-	return openFD(fd, path, rel, o)
-}
-
-func openFD(fd int, path string, rel Release, o options) (*Conn, error) {
 	var ver int32
 	if err := ioctl(fd, iocVersion, unsafe.Pointer(&ver)); err != nil {
 		unix.Close(fd)
