@@ -82,6 +82,8 @@ type Conn struct {
 	mm   []byte
 	base uint64
 	log  *slog.Logger
+	// refusals bounds the log lines callers can cause.
+	refusals refusalLog
 
 	mu        sync.Mutex
 	nodes     map[uint64]*Node
@@ -988,7 +990,9 @@ func (t *thread) serve(tr transactionData) {
 	oneway := tr.Flags&FlagOneWay != 0
 	p, err := t.receive(tr)
 	if err != nil {
-		c.log.Warn("binder transaction dropped", "device", c.path, "code", tr.Code, "err", err)
+		if ok, held := c.refusals.allow("dropped", time.Now()); ok {
+			c.log.Warn("binder transaction dropped", "device", c.path, "code", tr.Code, "err", err, "drops_not_logged", held)
+		}
 		if !oneway {
 			t.appendStatusReply(StatusBadValue)
 		}

@@ -1,6 +1,7 @@
 package binder
 
 import (
+	"bufio"
 	"fmt"
 	"sync"
 	"time"
@@ -88,4 +89,20 @@ func (r *refusalLog) allow(kind string, now time.Time) (ok bool, held int) {
 	held = r.held[kind]
 	r.held[kind] = 0
 	return true, held
+}
+
+// boundedLines splits lines like bufio.ScanLines but gives at most 512
+// bytes of each read that holds no end of line, dropping the rest.
+func boundedLines(data []byte, atEOF bool) (int, []byte, error) {
+	const max = 512
+	adv, tok, err := bufio.ScanLines(data, atEOF)
+	if err != nil || tok != nil || len(data) < max {
+		if len(tok) > max {
+			tok = tok[:max]
+		}
+		return adv, tok, err
+	}
+	// No newline in max bytes: pass the first max as a line and skip
+	// bytes up to the next newline as they come.
+	return len(data), data[:max], nil
 }

@@ -1,6 +1,7 @@
 package binder
 
 import (
+	"bufio"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +54,25 @@ func TestRefusalLogIsBounded(t *testing.T) {
 	ok, held := r.allow(KnobServices, t0.Add(2*time.Second))
 	if !ok || held != 9999 {
 		t.Errorf("a second later: logged %v, held %d; want true, 9999", ok, held)
+	}
+}
+
+// TestBoundedLines: a helper's long line reaches the log cut to 512 bytes.
+func TestBoundedLines(t *testing.T) {
+	in := "short\n" + strings.Repeat("x", 10000) + "\nend\n"
+	sc := bufio.NewScanner(strings.NewReader(in))
+	sc.Buffer(make([]byte, 4096), 4096)
+	sc.Split(boundedLines)
+	var got []string
+	for sc.Scan() {
+		got = append(got, sc.Text())
+	}
+	if sc.Err() != nil || len(got) < 3 || got[0] != "short" || got[len(got)-1] != "end" {
+		t.Fatalf("lines %d, first %q, err %v", len(got), got[0], sc.Err())
+	}
+	for _, l := range got {
+		if len(l) > 512 {
+			t.Errorf("a line of %d bytes", len(l))
+		}
 	}
 }

@@ -518,10 +518,22 @@ func (h *NodeHelpers) start(name string, spec HelperSpec) (*helperProc, error) {
 	var readers sync.WaitGroup
 	readers.Go(func() { h.readAudit(outR) })
 	readers.Go(func() {
+		// A helper parses hostile parcels: what it says is bounded in
+		// length and rate before it reaches workcelld's log.
+		var said refusalLog
 		sc := bufio.NewScanner(errR)
-		for sc.Scan() {
-			h.log.Warn("binder node helper", "mode", spec.Mode, "service", name, "pid", p.pid, "said", sc.Text())
+		sc.Buffer(make([]byte, 4096), 4096)
+		sc.Split(boundedLines)
+		for n := 0; sc.Scan(); n++ {
+			ok, held := n < 20, 0 // the first lines say why a helper failed
+			if !ok {
+				ok, held = said.allow("said", time.Now())
+			}
+			if ok {
+				h.log.Warn("binder node helper", "mode", spec.Mode, "service", name, "pid", p.pid, "said", sc.Text(), "lines_not_logged", held)
+			}
 		}
+		io.Copy(io.Discard, errR)
 		errR.Close()
 	})
 	go func() {

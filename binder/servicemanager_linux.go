@@ -338,7 +338,9 @@ func (sm *ServiceManager) add(ctx context.Context, t *Transaction) (*Parcel, err
 	case obj.IsNull():
 		return sm.exception(ExIllegalArgument, "null service")
 	case sm.reserved(name) && !sm.registrant(name, obj, t.SenderPID):
-		sm.log.Info("service manager refused a name reserved for the host", "name", name, "pid", t.SenderPID)
+		if ok, held := sm.refusals.allow("reserved", time.Now()); ok {
+			sm.log.Info("service manager refused a name reserved for the host", "name", name, "pid", t.SenderPID, "refusals_not_logged", held)
+		}
 		return sm.exception(ExSecurity, "name reserved for a host service")
 	}
 	reserved := sm.reserved(name)
