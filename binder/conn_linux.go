@@ -82,11 +82,14 @@ type Conn struct {
 	mm   []byte
 	base uint64
 	log  *slog.Logger
+	// refusals bounds the log lines callers can cause.
+	refusals refusalLog
 
 	mu        sync.Mutex
 	nodes     map[uint64]*Node
 	nextNode  uint64
 	handles   map[uint32]bool // handles this connection holds a strong+weak ref on
+	kept      map[uint32]int  // handles a user of the connection keeps: dropHandle leaves them
 	deaths    map[uint64]*death
 	nextDeath uint64
 	pending   []byte // process-wide commands for the next BINDER_WRITE_READ of any thread
@@ -145,7 +148,7 @@ func Open(ctx context.Context, path string, rel Release, opts ...Option) (*Conn,
 	}
 	return &Conn{
 		fd: fd, path: path, rel: rel, mm: mm, base: uint64(uintptr(unsafe.Pointer(&mm[0]))), log: o.log,
-		nodes: map[uint64]*Node{}, nextNode: 1, handles: map[uint32]bool{},
+		nodes: map[uint64]*Node{}, nextNode: 1, handles: map[uint32]bool{}, kept: map[uint32]int{},
 		deaths: map[uint64]*death{}, nextDeath: 1,
 	}, nil
 }
@@ -262,9 +265,13 @@ func (c *Conn) LocalNode(o Object) (*Node, bool) {
 }
 
 // BecomeContextManager makes this process the context manager of the
-// device (handle 0 for every other process), served by h. It does not ask
-// the driver for callers' security contexts.
+// device (handle 0 for every other process), served by h, taking fds. It
+// does not ask the driver for callers' security contexts.
 func (c *Conn) BecomeContextManager(ctx context.Context, h Handler) (*Node, error) {
+	return c.becomeContextManager(ctx, h, FlagAcceptsFDs)
+}
+
+func (c *Conn) becomeContextManager(ctx context.Context, h Handler, flags uint32) (*Node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -280,7 +287,7 @@ func (c *Conn) BecomeContextManager(ctx context.Context, h Handler) (*Node, erro
 	n := &Node{conn: c, id: 0, handler: h}
 	c.nodes[0] = n
 	c.mu.Unlock()
-	obj := flatObject{Type: TypeBinder, Flags: FlagAcceptsFDs}
+	obj := flatObject{Type: TypeBinder, Flags: flags}
 	err := ioctl(c.fd, iocSetContextMgrExt, unsafe.Pointer(&obj))
 	if errors.Is(err, unix.EINVAL) { // kernels before 4.20 lack the _EXT form
 		var zero int32
@@ -329,6 +336,38 @@ func (c *Conn) ReleaseHandle(ctx context.Context, handle uint32) error {
 	}
 	c.mu.Unlock()
 	return c.flush(ctx)
+}
+
+// keepHandle marks handle as used by a part of this process (a
+// registration, a proxy's node) until unkeepHandle: dropHandle then leaves
+// it alone.
+func (c *Conn) keepHandle(handle uint32) {
+	c.mu.Lock()
+	c.kept[handle]++
+	c.mu.Unlock()
+}
+
+func (c *Conn) unkeepHandle(handle uint32) {
+	c.mu.Lock()
+	if c.kept[handle]--; c.kept[handle] <= 0 {
+		delete(c.kept, handle)
+	}
+	c.mu.Unlock()
+}
+
+// dropHandle queues the release of the references held on handle unless
+// something keeps it: a handle that only arrived in a parcel nobody kept
+// is let go. The next BINDER_WRITE_READ of any thread sends it.
+func (c *Conn) dropHandle(handle uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handles[handle] && c.kept[handle] == 0 {
+		delete(c.handles, handle)
+		c.pending = ne.AppendUint32(c.pending, bcRelease)
+		c.pending = ne.AppendUint32(c.pending, handle)
+		c.pending = ne.AppendUint32(c.pending, bcDecRefs)
+		c.pending = ne.AppendUint32(c.pending, handle)
+	}
 }
 
 // LinkToDeath asks the driver to report the death of the object behind
@@ -388,16 +427,18 @@ func (c *Conn) flush(ctx context.Context) error {
 // becomes a Status error; BR_DEAD_REPLY and BR_FAILED_REPLY become errors
 // wrapping ErrDeadObject and ErrFailedTransaction.
 func (c *Conn) Transact(ctx context.Context, handle, code uint32, data *Parcel, flags uint32) (*Parcel, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := c.begin(); err != nil {
-		return nil, err
-	}
-	defer c.end()
 	if data == nil {
 		data = c.NewParcel()
 	}
+	if err := ctx.Err(); err != nil {
+		closeFDs(data.owned) // they were the connection's to close once sent
+		return nil, err
+	}
+	if err := c.begin(); err != nil {
+		closeFDs(data.owned)
+		return nil, err
+	}
+	defer c.end()
 	// Replies are delivered to the kernel thread that sent the call.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -562,6 +603,10 @@ func (c *Conn) putThread(t *thread) {
 		c.pending = append(c.pending, t.out...)
 		c.mu.Unlock()
 	}
+	// fds of commands that failed to go out are closed all the same: a
+	// failed write leaves the connection unusable, and a leak would
+	// outlive it.
+	closeFDs(t.closeFD)
 	t.c, t.ctx, t.out, t.keep, t.closeFD = nil, nil, t.out[:0], t.keep[:0], t.closeFD[:0]
 	threadPool.Put(t)
 }
@@ -613,6 +658,13 @@ func (t *thread) talk(read bool) error {
 }
 
 func (t *thread) talkN(read bool) (int, error) {
+	if read && len(t.closeFD) > 0 {
+		// Write (the reply that may name them) and close before blocking
+		// for the next call: the fds must not wait for it.
+		if _, err := t.talkN(false); err != nil {
+			return 0, err
+		}
+	}
 	c := t.c
 	c.mu.Lock()
 	t.wbuf = append(append(t.wbuf[:0], c.pending...), t.out...)
@@ -734,7 +786,7 @@ func (t *thread) processOne(b []byte, want waitKind) (rest []byte, reply *Parcel
 	case brReply:
 		tr := decodeTransaction(arg)
 		if want != waitReply {
-			t.freeBuffer(tr.Buffer, nil)
+			t.discard(tr)
 			return b, nil, false, fmt.Errorf("%w: BR_REPLY while not waiting for one", ErrProtocol)
 		}
 		if tr.Flags&FlagStatusCode != 0 {
@@ -742,7 +794,7 @@ func (t *thread) processOne(b []byte, want waitKind) (rest []byte, reply *Parcel
 			if data, err := c.view(tr.Buffer, 4); err == nil && tr.DataSize >= 4 {
 				s = Status(int32(ne.Uint32(data)))
 			}
-			t.freeBuffer(tr.Buffer, nil)
+			t.discard(tr) // the sender sets the flag: it may carry fds too
 			return b, nil, true, fmt.Errorf("BR_REPLY: %w", s)
 		}
 		p, err := t.receive(tr)
@@ -866,8 +918,44 @@ func (t *thread) receive(tr transactionData) (*Parcel, error) {
 		t.freeBuffer(tr.Buffer, nil)
 		return nil, err
 	}
+	// From here the fds are the parcel's (see CloseFDs).
+	p.recvFDs = receivedFDs(p)
 	t.freeBuffer(tr.Buffer, p)
 	return p, nil
+}
+
+// discard frees a received buffer that is not read, closing the fds the
+// driver installed for its fd objects (those of fd arrays the driver
+// closes itself when the buffer is freed).
+func (t *thread) discard(tr transactionData) {
+	data, err := t.c.view(tr.Buffer, tr.DataSize)
+	if err == nil && tr.OffsetsSize%8 == 0 {
+		if raw, err := t.c.view(tr.Offsets, tr.OffsetsSize); err == nil {
+			offs := make([]uint64, len(raw)/8)
+			for i := range offs {
+				offs[i] = ne.Uint64(raw[8*i:])
+			}
+			closeReceivedFDs(data, offs)
+		}
+	}
+	t.freeBuffer(tr.Buffer, nil)
+}
+
+// CloseFDs closes the fds that arrived with a received parcel, once: a
+// handler's call data is closed by the connection when the handler
+// returns, so only a reply of Transact needs it. A handler that keeps an
+// fd beyond its return duplicates it.
+func (p *Parcel) CloseFDs() {
+	for _, fd := range p.recvFDs {
+		unix.Close(fd)
+	}
+	p.recvFDs = nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 }
 
 func closeReceivedFDs(data []byte, offs []uint64) {
@@ -902,7 +990,9 @@ func (t *thread) serve(tr transactionData) {
 	oneway := tr.Flags&FlagOneWay != 0
 	p, err := t.receive(tr)
 	if err != nil {
-		c.log.Warn("binder transaction dropped", "device", c.path, "code", tr.Code, "err", err)
+		if ok, held := c.refusals.allow("dropped", time.Now()); ok {
+			c.log.Warn("binder transaction dropped", "device", c.path, "code", tr.Code, "err", err, "drops_not_logged", held)
+		}
 		if !oneway {
 			t.appendStatusReply(StatusBadValue)
 		}
@@ -922,6 +1012,12 @@ func (t *thread) serve(tr transactionData) {
 	default:
 		reply, err = t.call(n, &Transaction{Node: n, Code: tr.Code, Flags: tr.Flags, SenderPID: tr.SenderPID, SenderEUID: tr.SenderEUID, Data: p})
 	}
+	// Whatever fds the handler did not hand on (the proxy moves those it
+	// forwards into the forwarded parcel) close once the reply is written,
+	// so that a reply may still name one: a caller cannot fill this
+	// process's fd table.
+	t.closeFD = append(t.closeFD, p.recvFDs...)
+	p.recvFDs = nil
 	if oneway {
 		if err != nil {
 			c.log.Debug("binder one-way call failed", "device", c.path, "code", tr.Code, "err", err)

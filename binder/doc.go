@@ -22,6 +22,14 @@
 // the connection takes a strong and a weak reference when they arrive
 // (before freeing the buffer that carried them) until ReleaseHandle.
 // Received buffers are always copied out and freed (BC_FREE_BUFFER).
+// The fds the driver installs for a received call (fd objects and fd
+// arrays) belong to its parcel: the connection closes them once the
+// handler returned and its reply went out, unless the handler passed them
+// on (the proxy moves forwarded fds into the forwarded parcel, closed once
+// sent); a reply's fds are the caller's (Parcel.CloseFDs). References on
+// handles a call brought are dropped again unless something keeps them
+// (a registration, a proxy's node), so no caller can grow this process's
+// fd table or handle table.
 //
 // On top of the driver layer, ServiceManager serves a context as its
 // manager in the protocol of the configured release (the C servicemanager
@@ -33,6 +41,11 @@
 // objects wrapped both ways; fds only where allowed), answering a denied
 // call with a SecurityException and an AuditRecord.
 //
+// Limits (limits.go) bound what a profile's apps can make the manager and
+// the helpers hold: registered services, death links, proxied objects;
+// past one the caller gets an IllegalStateException or SecurityException
+// naming the config field that raises it.
+//
 // In workcelld each allowed host service is served by a node helper
 // (nodehelper_linux.go): workcelld re-executes itself as
 // `workcelld binder-node`, and that process runs the Proxy for the one
@@ -43,7 +56,10 @@
 // and a process cannot call the context manager it owns). Exports
 // (exports.go) run the same helper the other way: a work service the
 // policy exports is registered in the host's service manager under a
-// proxy node that checks every host-to-work call.
+// proxy node that checks every host-to-work call. Helpers run sandboxed
+// (helpersandbox_linux.go): an unprivileged uid, no capabilities,
+// no_new_privs, a seccomp allow-list and a cgroup with memory and pids
+// limits, so host services see that uid as the caller, never root.
 //
 // # Tests
 //

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Node helpers: each proxied service lives in a small process of its own.
@@ -61,6 +63,13 @@ type HelperSpec struct {
 	AuditAllowed bool          `json:"audit_allowed,omitempty"`
 	Service      ServicePolicy `json:"service"` // HelperImport
 	Export       ExportPolicy  `json:"export"`  // HelperExport
+	// MaxObjects bounds the objects the helper's proxy stands for
+	// (Limits.ProxiedObjects); 0: DefaultLimits.
+	MaxObjects int `json:"max_objects,omitempty"`
+	// Sandbox, when set, is what the helper drops to before it opens the
+	// devices (helpersandbox_linux.go), which must then be open to its
+	// uid or gid (NewNodeHelpers sees to it).
+	Sandbox *HelperSandbox `json:"sandbox,omitempty"`
 }
 
 var errStdin = errors.New("stdin closed")
@@ -71,16 +80,34 @@ var errStdin = errors.New("stdin closed")
 // error (reported on stderr).
 func RunNodeHelper(stdin io.Reader, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dec := json.NewDecoder(stdin)
 	var spec HelperSpec
-	if err := dec.Decode(&spec); err != nil {
-		log.Error("binder node helper: read spec", "err", err)
-		return 1
+	rest := stdin
+	if os.Getenv(helperStageEnv) == stageServe {
+		// Executed by the first stage, sandboxed: the spec, with the open
+		// devices, is in the environment.
+		if err := json.Unmarshal([]byte(os.Getenv(helperSpecEnv)), &spec); err != nil || spec.Sandbox == nil {
+			log.Error("binder node helper: read the sandboxed stage's spec", "err", err)
+			return 1
+		}
+		os.Unsetenv(helperSpecEnv)
+		os.Unsetenv(helperStageEnv)
+	} else {
+		dec := json.NewDecoder(stdin)
+		if err := dec.Decode(&spec); err != nil {
+			log.Error("binder node helper: read spec", "err", err)
+			return 1
+		}
+		if spec.Sandbox != nil {
+			err := enterSandbox(spec) // returns only when it failed
+			log.Error("binder node helper: enter the sandbox", "err", err)
+			return 1
+		}
+		rest = io.MultiReader(dec.Buffered(), stdin)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	go func() {
-		io.Copy(io.Discard, io.MultiReader(dec.Buffered(), stdin))
+		io.Copy(io.Discard, rest)
 		cancel(errStdin)
 	}()
 	code, err := runNodeHelper(ctx, cancel, spec, stdout, log)
@@ -104,6 +131,11 @@ func runNodeHelper(ctx context.Context, cancel context.CancelCauseFunc, spec Hel
 		return 1, err
 	}
 	defer work.Close()
+	if spec.Sandbox != nil {
+		if err := lockDown(); err != nil {
+			return 1, err
+		}
+	}
 	for _, c := range []*Conn{host, work} {
 		go func() {
 			if err := c.Serve(ctx); err != nil && ctx.Err() == nil {
@@ -112,8 +144,12 @@ func runNodeHelper(ctx context.Context, cancel context.CancelCauseFunc, spec Hel
 		}()
 	}
 	died := errors.New("service died")
+	limits := DefaultLimits
+	if spec.MaxObjects > 0 {
+		limits.ProxiedObjects = spec.MaxObjects
+	}
 	opts := []ProxyOption{WithProfile(spec.Profile), WithAudit(NewAuditLog(stdout), spec.AuditAllowed),
-		WithProxyLogger(log), WithServiceDeath(func(string) { cancel(died) })}
+		WithProxyLogger(log), WithServiceDeath(func(string) { cancel(died) }), WithProxyLimits(limits)}
 	// The proxy's "host" is where the service lives, its "work" where the
 	// helper's node is registered.
 	from, to, name, regName, pol := host, work, spec.Service.Name, spec.Service.Name, spec.Service
@@ -144,6 +180,23 @@ func runNodeHelper(ctx context.Context, cancel context.CancelCauseFunc, spec Hel
 	return 0, nil
 }
 
+// lockDown is the sandboxed stage's last step before it reads a parcel:
+// no core dumps or ptrace by its uid's other processes, and the seccomp
+// filter on every thread. It checks that the first stage left no root.
+func lockDown() error {
+	if uid, euid := unix.Getuid(), unix.Geteuid(); uid == 0 || euid == 0 {
+		return fmt.Errorf("binder: node helper: sandboxed stage runs as uid %d/%d", uid, euid)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("binder: node helper: clear dumpable: %w", err)
+	}
+	// Changing the uid cleared the parent-death signal workcelld set.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("binder: node helper: set the parent-death signal: %w", err)
+	}
+	return installSeccomp()
+}
+
 // NodeHelpers is the Resolver of a profile's ServiceManager that runs its
 // proxied services in node helpers (see above), and the watcher that starts
 // an export's helper when a work app registers an exported service.
@@ -153,6 +206,7 @@ type NodeHelpers struct {
 	command func() *exec.Cmd
 	audit   *AuditLog
 	log     *slog.Logger
+	sandbox *HelperSandbox
 
 	exportMu sync.Mutex // serialises replacing an export's helper
 	mu       sync.Mutex
@@ -181,19 +235,70 @@ var HelperAwait = 10 * time.Second
 // that runs RunNodeHelper (such as the daemon re-executing itself); audit
 // records of the helpers go to audit (nil: none).
 func NewNodeHelpers(rel Release, hostDevice, workDevice, profile string, policy ProxyPolicy, command func() *exec.Cmd,
-	audit *AuditLog, auditAllowed bool, log *slog.Logger) (*NodeHelpers, error) {
+	audit *AuditLog, auditAllowed bool, log *slog.Logger, opts ...NodeHelpersOption) (*NodeHelpers, error) {
 	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &NodeHelpers{
+	h := &NodeHelpers{
 		spec: HelperSpec{Release: rel, HostDevice: hostDevice, WorkDevice: workDevice, Profile: profile,
 			AuditAllowed: auditAllowed && audit != nil},
 		policy: policy, command: command, audit: audit, log: log,
 		imports: map[string]*helperProc{}, exports: map[string]*helperProc{}, all: map[*helperProc]bool{},
-	}, nil
+	}
+	for _, o := range opts {
+		if err := o(h); err != nil {
+			return nil, err
+		}
+	}
+	if h.sandbox != nil {
+		h.spec.Sandbox = h.sandbox
+		var err error
+		if h.spec.HostDevice, err = helperDevice(*h.sandbox, "host", hostDevice); err != nil {
+			return nil, err
+		}
+		if h.spec.WorkDevice, err = helperDevice(*h.sandbox, "work", workDevice); err != nil {
+			return nil, err
+		}
+		note, err := setupHelperCgroup(h.sandbox)
+		if err != nil {
+			return nil, err
+		}
+		if note != "" {
+			log.Warn("binder: node helpers run with fewer limits", "profile", profile, "reason", note)
+		}
+	}
+	return h, nil
+}
+
+// NodeHelpersOption configures NewNodeHelpers.
+type NodeHelpersOption func(*NodeHelpers) error
+
+// WithHelperLimits bounds the objects each helper's proxy stands for
+// (l.ProxiedObjects; default DefaultLimits).
+func WithHelperLimits(l Limits) NodeHelpersOption {
+	return func(h *NodeHelpers) error {
+		if err := l.Validate(); err != nil {
+			return err
+		}
+		h.spec.MaxObjects = l.ProxiedObjects
+		return nil
+	}
+}
+
+// WithHelperSandbox runs every helper in s (helpersandbox_linux.go); its
+// cgroup is made now. Default: helpers run as their parent does, which
+// only tests should.
+func WithHelperSandbox(s HelperSandbox) NodeHelpersOption {
+	return func(h *NodeHelpers) error {
+		if err := s.Validate(); err != nil {
+			return err
+		}
+		h.sandbox = &s
+		return nil
+	}
 }
 
 // Names lists the host services the policy allows.
@@ -346,6 +451,13 @@ func (h *NodeHelpers) Close() error {
 }
 
 // start runs a helper for spec; h.mu is held.
+func (h *NodeHelpers) joinCgroup(pid int) error {
+	if h.sandbox == nil {
+		return nil
+	}
+	return joinCgroup(h.sandbox.Cgroup, pid)
+}
+
 func (h *NodeHelpers) start(name string, spec HelperSpec) (*helperProc, error) {
 	raw, err := json.Marshal(spec)
 	if err != nil {
@@ -374,6 +486,9 @@ func (h *NodeHelpers) start(name string, spec HelperSpec) (*helperProc, error) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	if h.sandbox != nil {
+		cmd.Env = append(cmd.Env, helperStageEnv+"="+stageOpen)
+	}
 	// Start from a goroutine of its own: the parent-death signal follows
 	// the starting OS thread, and the caller may be a binder looper, whose
 	// locked thread ends with it.
@@ -392,16 +507,33 @@ func (h *NodeHelpers) start(name string, spec HelperSpec) (*helperProc, error) {
 	p := &helperProc{name: name, pid: int32(cmd.Process.Pid), cmd: cmd, stdin: inW,
 		registered: make(chan struct{}), exited: make(chan struct{})}
 	h.all[p] = true
-	if _, err := inW.Write(append(raw, '\n')); err != nil {
+	// Into the cgroup before the spec: until it has the spec, the helper
+	// neither opens a device nor reads a parcel.
+	if err := h.joinCgroup(cmd.Process.Pid); err != nil {
+		h.log.Warn("binder: node helper not started", "service", name, "err", err)
+		inW.Close() // the helper exits without a spec, and is reaped below
+	} else if _, err := inW.Write(append(raw, '\n')); err != nil {
 		h.log.Warn("binder: write a node helper's spec", "service", name, "err", err)
 	}
 	var readers sync.WaitGroup
 	readers.Go(func() { h.readAudit(outR) })
 	readers.Go(func() {
+		// A helper parses hostile parcels: what it says is bounded in
+		// length and rate before it reaches workcelld's log.
+		var said refusalLog
 		sc := bufio.NewScanner(errR)
-		for sc.Scan() {
-			h.log.Warn("binder node helper", "mode", spec.Mode, "service", name, "pid", p.pid, "said", sc.Text())
+		sc.Buffer(make([]byte, 4096), 4096)
+		sc.Split(boundedLines)
+		for n := 0; sc.Scan(); n++ {
+			ok, held := n < 20, 0 // the first lines say why a helper failed
+			if !ok {
+				ok, held = said.allow("said", time.Now())
+			}
+			if ok {
+				h.log.Warn("binder node helper", "mode", spec.Mode, "service", name, "pid", p.pid, "said", sc.Text(), "lines_not_logged", held)
+			}
 		}
+		io.Copy(io.Discard, errR)
 		errR.Close()
 	})
 	go func() {

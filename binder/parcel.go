@@ -33,6 +33,11 @@ type Parcel struct {
 	pos     int
 	// fds written with takeOwnership, closed by the driver layer once sent.
 	owned []int
+	// fds the driver installed in this process for a received parcel
+	// (plain fd objects and the duplicates of fd arrays' fds): the
+	// connection closes those of a call once its handler returned, the
+	// caller of Transact those of a reply (CloseFDs).
+	recvFDs []int
 	// contents of the scatter-gather buffer objects, by object index
 	// (parcel_sg.go); nil when the parcel has none or they were not loaded.
 	bufs map[int][]byte
@@ -587,7 +592,8 @@ func (p *Parcel) ReadBinder() (Object, error) {
 }
 
 // ReadFD reads a file descriptor object. In a received parcel the fd belongs
-// to this process and the caller must close it.
+// to the parcel: a call's fds are closed when its handler returns (dup one
+// to keep it), a reply's by CloseFDs or by the caller.
 func (p *Parcel) ReadFD() (int, error) {
 	start := p.pos
 	fo, err := p.readObject("fd")

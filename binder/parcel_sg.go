@@ -426,8 +426,9 @@ func (p *Parcel) ReadEmbeddedBuffer(parent, parentOffset int) (handle int, data 
 
 // ReadFDArray reads an fd array object that must name buffer parent at
 // parentOffset, and returns the fds it holds. In a received parcel they
-// belong to this process (the driver layer duplicated them before the
-// driver closed its own at BC_FREE_BUFFER) and the caller must close them.
+// belong to the parcel (the driver layer duplicated them before the driver
+// closed its own at BC_FREE_BUFFER): a call's are closed when its handler
+// returns, a reply's by CloseFDs.
 func (p *Parcel) ReadFDArray(parent, parentOffset int) ([]int, error) {
 	start := p.pos
 	i, err := p.objectAt("fd array", TypeFDA)

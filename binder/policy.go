@@ -248,6 +248,8 @@ func rewriteObjects(p *Parcel, fn func(o Object) (flatObject, error)) (*Parcel, 
 			out.owned = append(out.owned, int(int32(uint32(fo.Binder))))
 		}
 	}
+	// The fds went into out, which closes them once sent.
+	p.recvFDs = nil
 	return out, nil
 }
 

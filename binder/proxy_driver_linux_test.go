@@ -51,12 +51,13 @@ const (
 
 // Codes of the echo service.
 const (
-	echoEcho     = FirstCallTransaction + iota // String16 -> the same
-	echoCallback                               // ICallback binder, String16 -> what the callback answers
-	echoReadFD                                 // fd -> its contents as String16
-	echoSecret                                 // -> "secret" (no policy allows it)
-	echoSink                                   // byte array -> its length
-	echoSession                                // -> a new ISession (code 1 -> "session")
+	echoEcho      = FirstCallTransaction + iota // String16 -> the same
+	echoCallback                                // ICallback binder, String16 -> what the callback answers
+	echoReadFD                                  // fd -> its contents as String16
+	echoSecret                                  // -> "secret" (no policy allows it)
+	echoSink                                    // byte array -> its length
+	echoSession                                 // -> a new ISession (code 1 -> "session")
+	echoCallerUID                               // -> the caller's euid as the driver gave it, int32
 )
 
 // Names the echo service registers with the host: the policy allows the
@@ -112,7 +113,7 @@ func runWorkManager() error {
 func runWorkcelld() error { return runProxyWorkcelld(testProxyPolicy()) }
 
 func testProxyPolicy() ProxyPolicy {
-	codes := []CodeRange{{echoEcho, echoReadFD}, {echoSink, echoSession}}
+	codes := []CodeRange{{echoEcho, echoReadFD}, {echoSink, echoCallerUID}}
 	objects := []InterfacePolicy{{Descriptor: sessionDescriptor, Codes: []CodeRange{Code(1)}}}
 	return ProxyPolicy{Services: []ServicePolicy{
 		{Name: echoName, Descriptor: echoDescriptor, Codes: codes, AllowFDs: true, Objects: objects},
@@ -184,6 +185,8 @@ func echoHandler(c *Conn) Handler {
 		case echoSession:
 			s := c.NewNode(session)
 			return reply(testRel, func(r *Parcel) { s.WriteTo(r) }), nil
+		case echoCallerUID:
+			return reply(testRel, func(r *Parcel) { r.WriteInt32(int32(t.SenderEUID)) }), nil
 		}
 		return nil, StatusUnknownTransaction
 	})

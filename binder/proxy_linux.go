@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Proxy lets a profile's apps use the host services its policy allows.
@@ -57,8 +55,9 @@ type proxyOptions struct {
 	// export runs the proxy the other way round (exports, nodehelper_linux.go):
 	// its "host" is the profile's context and its "work" the host's, which
 	// only changes the directions audit records name.
-	export  bool
-	onDeath func(name string)
+	export     bool
+	onDeath    func(name string)
+	maxObjects int
 }
 
 // ProxyOption configures NewProxy.
@@ -77,6 +76,19 @@ func WithAudit(a *AuditLog, allowed bool) ProxyOption {
 			return errors.New("binder: WithAudit: nil audit log")
 		}
 		o.audit, o.auditAllowed = a, allowed
+		return nil
+	}
+}
+
+// WithProxyLimits bounds the objects the proxy stands for (the
+// ProxiedObjects field; default DefaultLimits): past it, a call that would
+// make a new one is denied with a SecurityException naming the limit.
+func WithProxyLimits(l Limits) ProxyOption {
+	return func(o *proxyOptions) error {
+		if err := l.Validate(); err != nil {
+			return err
+		}
+		o.maxObjects = l.ProxiedObjects
 		return nil
 	}
 }
@@ -111,7 +123,7 @@ func NewProxy(host, work *Conn, policy ProxyPolicy, opts ...ProxyOption) (*Proxy
 	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
-	o := proxyOptions{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	o := proxyOptions{log: slog.New(slog.NewTextHandler(io.Discard, nil)), maxObjects: DefaultLimits.ProxiedObjects}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -157,9 +169,17 @@ func (p *Proxy) Resolve(ctx context.Context, name string) (*Node, bool) {
 	if !ok {
 		return nil, false
 	}
+	if err := p.roomLocked(); err != nil {
+		p.o.log.Warn("binder proxy refused a lookup past a limit", "service", name, "limit", KnobProxiedObjects)
+		if err := p.host.ReleaseHandle(ctx, h); err != nil {
+			p.o.log.Warn("binder proxy cannot release a host service", "service", name, "err", err)
+		}
+		return nil, false
+	}
 	e := &proxied{p: p, pol: pol, host: h, hostObjs: map[uint32]*Node{}, workObjs: map[uint32]*Node{}}
 	e.root = p.work.NewNode(&toHost{e: e, handle: h, root: true})
 	p.hostOf[e.root.ID()] = hostRef{e: e, handle: h}
+	p.host.keepHandle(h)
 	if _, err := p.host.LinkToDeath(ctx, h, func() { p.hostDied(e) }); err != nil {
 		p.o.log.Warn("binder proxy cannot watch a host service", "service", name, "err", err)
 		e.dead.Store(true)
@@ -167,6 +187,16 @@ func (p *Proxy) Resolve(ctx context.Context, name string) (*Node, bool) {
 	}
 	p.entries[name] = e
 	return e.root, true
+}
+
+// roomLocked says whether the proxy may stand for one more object; p.mu
+// is held. Nodes stay registered until the connection closes, so this
+// bounds them over the proxy's life.
+func (p *Proxy) roomLocked() error {
+	if len(p.hostOf)+len(p.wrappers) >= p.o.maxObjects {
+		return errObjectRefused{(&LimitError{What: "proxied objects", Limit: p.o.maxObjects, Knob: KnobProxiedObjects}).Error()}
+	}
+	return nil
 }
 
 // hostDied runs on a looper of the host connection.
@@ -253,18 +283,34 @@ func (h *toWork) Handle(ctx context.Context, t *Transaction) (*Parcel, error) {
 	return h.e.callWork(ctx, t, h.handle)
 }
 
-func closeFDs(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
-}
-
 // deny answers a refused call: the fds it brought are closed, the decision
 // recorded, and the caller gets a SecurityException.
 func (e *proxied) deny(t *Transaction, rec AuditRecord, reason string) (*Parcel, error) {
-	closeFDs(receivedFDs(t.Data))
+	e.discard(t)
 	e.p.audit(rec, VerdictDeny, reason)
 	return SecurityReply(e.p.rel, "workcell: "+reason), nil
+}
+
+// discard lets go of what a call that is not forwarded brought: its fds,
+// and the references its connection took on handles it carried that the
+// proxy does not stand for.
+func (e *proxied) discard(t *Transaction) {
+	t.Data.CloseFDs()
+	if t.Node != nil && t.Node.conn != nil {
+		e.p.dropUnmapped(t.Node.conn, t.Data)
+	}
+}
+
+// dropUnmapped releases the references c took on the handles in parcel
+// that no node of the proxy stands for (those it keeps, see keepHandle):
+// a refused parcel's binders must not stay held, however many a caller
+// sends.
+func (p *Proxy) dropUnmapped(c *Conn, parcel *Parcel) {
+	for _, o := range parcel.Objects() {
+		if o.Type == TypeHandle || o.Type == TypeWeakHandle {
+			c.dropHandle(o.Handle())
+		}
+	}
 }
 
 // forwardErr turns a failed forward into the status the caller sees.
@@ -285,7 +331,7 @@ func (e *proxied) callHost(ctx context.Context, t *Transaction, target uint32, r
 	dir, _ := e.p.o.directions()
 	rec := AuditRecord{Service: e.pol.Name, Direction: dir, Code: t.Code, SenderPID: t.SenderPID}
 	if e.dead.Load() {
-		closeFDs(receivedFDs(t.Data))
+		e.discard(t)
 		return nil, StatusDeadObject
 	}
 	if t.Code == InterfaceTransaction && root {
@@ -316,7 +362,7 @@ func (e *proxied) callWork(ctx context.Context, t *Transaction, target uint32) (
 	_, dir := e.p.o.directions()
 	rec := AuditRecord{Service: e.pol.Name, Direction: dir, Code: t.Code, SenderPID: t.SenderPID}
 	if e.dead.Load() {
-		closeFDs(receivedFDs(t.Data))
+		e.discard(t)
 		return nil, StatusDeadObject
 	}
 	if tok, err := t.Data.ReadInterfaceToken(); err == nil {
@@ -338,7 +384,7 @@ func (e *proxied) forward(ctx context.Context, t *Transaction, rec AuditRecord, 
 		if reason, ok := refusal(err); ok {
 			return e.deny(t, rec, reason)
 		}
-		closeFDs(receivedFDs(t.Data))
+		e.discard(t)
 		return nil, err
 	}
 	e.p.audit(rec, VerdictAllow, "")
@@ -351,7 +397,8 @@ func (e *proxied) forward(ctx context.Context, t *Transaction, rec AuditRecord, 
 	}
 	r, err := rewriteObjects(reply, back)
 	if err != nil {
-		closeFDs(receivedFDs(reply))
+		reply.CloseFDs()
+		e.p.dropUnmapped(conn, reply)
 		reason, _ := refusal(err)
 		e.p.audit(rec, VerdictDeny, "reply: "+reason)
 		return SecurityReply(e.p.rel, "workcell: reply: "+reason), nil
@@ -396,15 +443,19 @@ func (e *proxied) workToHost(o Object) (flatObject, error) {
 	// A work binder: the host gets a node of the proxy that calls it back.
 	h := o.Handle()
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	n := e.workObjs[h]
 	if n == nil {
+		e.p.mu.Lock()
+		defer e.p.mu.Unlock()
+		if err := e.p.roomLocked(); err != nil {
+			return flatObject{}, err
+		}
 		n = e.p.host.NewNode(&toWork{e: e, handle: h})
 		e.workObjs[h] = n
-		e.p.mu.Lock()
 		e.p.wrappers[n.ID()] = workRef{e: e, handle: h}
-		e.p.mu.Unlock()
+		e.p.work.keepHandle(h)
 	}
-	e.mu.Unlock()
 	return flatObject{Type: TypeBinder, Flags: wrapperFlags, Binder: n.ID(), Cookie: n.ID()}, nil
 }
 
@@ -431,14 +482,18 @@ func (e *proxied) hostToWork(o Object) (flatObject, error) {
 		return flatObject{Type: TypeBinder, Flags: wrapperFlags, Binder: e.root.ID(), Cookie: e.root.ID()}, nil
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	n := e.hostObjs[h]
 	if n == nil {
+		e.p.mu.Lock()
+		defer e.p.mu.Unlock()
+		if err := e.p.roomLocked(); err != nil {
+			return flatObject{}, err
+		}
 		n = e.p.work.NewNode(&toHost{e: e, handle: h})
 		e.hostObjs[h] = n
-		e.p.mu.Lock()
 		e.p.hostOf[n.ID()] = hostRef{e: e, handle: h}
-		e.p.mu.Unlock()
+		e.p.host.keepHandle(h)
 	}
-	e.mu.Unlock()
 	return flatObject{Type: TypeBinder, Flags: wrapperFlags, Binder: n.ID(), Cookie: n.ID()}, nil
 }

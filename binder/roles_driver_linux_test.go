@@ -98,16 +98,25 @@ func serveWorkcelld(ctx context.Context, resolve func(work *Conn, audit *AuditLo
 		return err
 	}
 	defer closer.Close()
-	return manage(ctx, work, NewServiceManager(work, WithResolver(r)))
+	opts := []ServiceManagerOption{WithResolver(r)}
+	if l, ok := testLimits(); ok {
+		opts = append(opts, WithServiceManagerLimits(l))
+	}
+	return manage(ctx, work, NewServiceManager(work, opts...))
 }
 
-// readFDContents reads the fd next in p to its end and closes it.
+// readFDContents reads the fd next in p to its end; the fd stays the
+// parcel's (the connection closes it when the handler returns).
 func readFDContents(p *Parcel) ([]byte, error) {
 	fd, err := p.ReadFD()
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), "received")
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(dup), "received")
 	b, err := io.ReadAll(f)
 	f.Close()
 	if err != nil {
@@ -116,13 +125,12 @@ func readFDContents(p *Parcel) ([]byte, error) {
 	return b, nil
 }
 
-// joinFDContents reads each fd (closing it) and joins what they hold with
-// "|".
+// joinFDContents reads each fd (which stays the parcel's) and joins what
+// they hold with "|".
 func joinFDContents(fds []int) (string, error) {
 	var got []string
 	for _, fd := range fds {
 		s, err := fdContents(fd)
-		unix.Close(fd)
 		if err != nil {
 			return "", err
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Dump priorities of addService and listServices (IServiceManager).
@@ -62,9 +63,18 @@ type ServiceManager struct {
 	codes    ServiceManagerCodes
 	resolver Resolver
 	log      *slog.Logger
+	limits   Limits
+	refusals refusalLog
 
 	mu       sync.Mutex
 	services map[string]smService
+	// links are the apps' binders the manager watches for death, one
+	// notification per handle however many names it has.
+	links map[uint32]*smLink
+}
+
+type smLink struct {
+	unlink func(context.Context) error // nil while being set up
 }
 
 type smService struct {
@@ -81,6 +91,13 @@ func WithResolver(r Resolver) ServiceManagerOption {
 	return func(sm *ServiceManager) { sm.resolver = r }
 }
 
+// WithServiceManagerLimits bounds the services and death links the
+// context's apps can make the manager hold (default DefaultLimits; only
+// the Services and DeathLinks fields count here).
+func WithServiceManagerLimits(l Limits) ServiceManagerOption {
+	return func(sm *ServiceManager) { sm.limits = l }
+}
+
 // WithServiceManagerLogger sets where the manager reports refused requests
 // (default: nowhere).
 func WithServiceManagerLogger(l *slog.Logger) ServiceManagerOption {
@@ -93,7 +110,9 @@ func NewServiceManager(c *Conn, opts ...ServiceManagerOption) *ServiceManager {
 	sm := &ServiceManager{
 		conn: c, rel: c.Release(), codes: c.Release().ServiceManager(),
 		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		limits:   DefaultLimits,
 		services: map[string]smService{},
+		links:    map[uint32]*smLink{},
 	}
 	for _, o := range opts {
 		o(sm)
@@ -102,9 +121,11 @@ func NewServiceManager(c *Conn, opts ...ServiceManagerOption) *ServiceManager {
 }
 
 // Start makes the manager the context manager of its connection; the
-// connection must then Serve.
+// connection must then Serve. Like AOSP's servicemanager it takes no fds:
+// the driver fails a call to it that carries any (fd objects or fd
+// arrays) before they reach this process.
 func (sm *ServiceManager) Start(ctx context.Context) (*Node, error) {
-	return sm.conn.BecomeContextManager(ctx, sm)
+	return sm.conn.becomeContextManager(ctx, sm, 0)
 }
 
 // AddLocal registers a node of the manager's own connection under name,
@@ -140,8 +161,24 @@ func (sm *ServiceManager) Services() []string {
 	return names
 }
 
-// Handle serves one service manager call.
+// Handle serves one service manager call. The references the connection
+// took on binders the call carried are dropped again unless a registration
+// keeps them: apps cannot make the manager hold binders it never uses.
 func (sm *ServiceManager) Handle(ctx context.Context, t *Transaction) (*Parcel, error) {
+	defer sm.dropUnkept(t.Data)
+	return sm.handle(ctx, t)
+}
+
+func (sm *ServiceManager) dropUnkept(p *Parcel) {
+	for _, o := range p.Objects() {
+		if o.Type != TypeHandle && o.Type != TypeWeakHandle {
+			continue
+		}
+		sm.conn.dropHandle(o.Handle()) // unless a registration keeps it
+	}
+}
+
+func (sm *ServiceManager) handle(ctx context.Context, t *Transaction) (*Parcel, error) {
 	switch t.Code {
 	case InterfaceTransaction:
 		r := NewParcel(sm.rel)
@@ -301,19 +338,55 @@ func (sm *ServiceManager) add(ctx context.Context, t *Transaction) (*Parcel, err
 	case obj.IsNull():
 		return sm.exception(ExIllegalArgument, "null service")
 	case sm.reserved(name) && !sm.registrant(name, obj, t.SenderPID):
-		sm.log.Info("service manager refused a name reserved for the host", "name", name, "pid", t.SenderPID)
+		if ok, held := sm.refusals.allow("reserved", time.Now()); ok {
+			sm.log.Info("service manager refused a name reserved for the host", "name", name, "pid", t.SenderPID, "refusals_not_logged", held)
+		}
 		return sm.exception(ExSecurity, "name reserved for a host service")
 	}
-	if obj.Type == TypeHandle {
+	reserved := sm.reserved(name)
+	sm.mu.Lock()
+	old, replacing := sm.services[name]
+	var link *smLink
+	var refused *LimitError
+	switch {
+	case !reserved && !replacing && sm.appServicesLocked() >= sm.limits.Services:
+		refused = &LimitError{What: "registered services", Limit: sm.limits.Services, Knob: KnobServices}
+	case obj.Type == TypeHandle && sm.links[obj.Handle()] == nil:
+		if !reserved && len(sm.links) >= sm.limits.DeathLinks {
+			refused = &LimitError{What: "death links", Limit: sm.limits.DeathLinks, Knob: KnobDeathLinks}
+			break
+		}
+		// Held in place while the link is made, so that concurrent adds
+		// count it.
+		link = &smLink{}
+		sm.links[obj.Handle()] = link
+		sm.conn.keepHandle(obj.Handle())
+	}
+	sm.mu.Unlock()
+	if refused != nil {
+		sm.refuse(refused, name, t.SenderPID)
+		return sm.exception(ExIllegalState, "workcell: "+refused.Error())
+	}
+	if link != nil {
 		h := obj.Handle()
-		_, err := sm.conn.LinkToDeath(ctx, h, func() { sm.died(h) })
+		unlink, err := sm.conn.LinkToDeath(ctx, h, func() { sm.died(h) })
 		if err != nil {
+			sm.mu.Lock()
+			delete(sm.links, h)
+			sm.mu.Unlock()
+			sm.conn.unkeepHandle(h)
 			return nil, err
 		}
+		sm.mu.Lock()
+		link.unlink = unlink
+		sm.mu.Unlock()
 	}
 	sm.mu.Lock()
 	sm.services[name] = smService{obj: obj, dumpPriority: prio}
 	sm.mu.Unlock()
+	if replacing {
+		sm.forget(old.obj)
+	}
 	if rr, ok := sm.resolver.(RegisteringResolver); ok && sm.reserved(name) {
 		rr.Registered(name, t.SenderPID)
 	} else if w, ok := sm.resolver.(RegistrationWatcher); ok {
@@ -326,6 +399,55 @@ func (sm *ServiceManager) add(ctx context.Context, t *Transaction) (*Parcel, err
 		r.WriteNoException()
 	}
 	return r, nil
+}
+
+// appServicesLocked counts the names apps registered (not the node
+// helpers' registrations of reserved names).
+func (sm *ServiceManager) appServicesLocked() int {
+	n := 0
+	for name := range sm.services {
+		if !sm.reserved(name) {
+			n++
+		}
+	}
+	return n
+}
+
+// refuse logs a refusal past a limit, at most a line a second.
+func (sm *ServiceManager) refuse(e *LimitError, name string, pid int32) {
+	if ok, held := sm.refusals.allow(e.Knob, time.Now()); ok {
+		sm.log.Warn("service manager refused a registration past a limit", "limit", e.Knob, "max", e.Limit,
+			"name", name, "pid", pid, "refusals_not_logged", held)
+	}
+}
+
+// forget drops the death link and the reference on a replaced
+// registration's handle once no name uses it any more.
+func (sm *ServiceManager) forget(o Object) {
+	if o.Type != TypeHandle {
+		return
+	}
+	h := o.Handle()
+	sm.mu.Lock()
+	for _, s := range sm.services {
+		if s.obj.Type == TypeHandle && s.obj.Handle() == h {
+			sm.mu.Unlock()
+			return
+		}
+	}
+	link := sm.links[h]
+	delete(sm.links, h)
+	sm.mu.Unlock()
+	if link == nil {
+		return
+	}
+	if link.unlink != nil {
+		if err := link.unlink(context.Background()); err != nil {
+			sm.log.Warn("service manager cannot unlink a replaced service", "handle", h, "err", err)
+		}
+	}
+	sm.conn.unkeepHandle(h)
+	sm.conn.dropHandle(h) // sent with the next command
 }
 
 // registrant says whether a reserved name's registration comes from the
@@ -343,7 +465,12 @@ func (sm *ServiceManager) died(h uint32) {
 			delete(sm.services, name)
 		}
 	}
+	_, linked := sm.links[h]
+	delete(sm.links, h) // the driver cleared the notification with the death
 	sm.mu.Unlock()
+	if linked {
+		sm.conn.unkeepHandle(h)
+	}
 	if err := sm.conn.ReleaseHandle(context.Background(), h); err != nil {
 		sm.log.Warn("service manager cannot release a dead handle", "handle", h, "err", err)
 	}

@@ -19,6 +19,7 @@ func CheckService(ctx context.Context, c *Conn, name string) (handle uint32, ok 
 	if err != nil {
 		return 0, false, fmt.Errorf("binder: check service %q: %w", name, err)
 	}
+	defer r.CloseFDs() // a manager's answer has no business carrying fds
 	if c.Release() == Android10 {
 		if len(r.Offsets()) == 0 { // a bare 0: not found
 			return 0, false, nil
@@ -49,6 +50,7 @@ func AddService(ctx context.Context, c *Conn, name string, n *Node) error {
 	p.WriteInt32(DumpPriorityDefault)
 	r, err := c.Transact(ctx, 0, c.Release().ServiceManager().AddService, p, 0)
 	if err == nil {
+		r.CloseFDs()
 		err = r.ReadException() // Android 10's 0 reads as EX_NONE
 	}
 	if err != nil {
@@ -74,6 +76,7 @@ func ListServices(ctx context.Context, c *Conn) ([]string, error) {
 			if err != nil {
 				return nil, fmt.Errorf("binder: list services: %w", err)
 			}
+			r.CloseFDs()
 			name, err := r.ReadString16()
 			if err != nil {
 				return nil, fmt.Errorf("binder: list services: %w", err)
@@ -86,6 +89,7 @@ func ListServices(ctx context.Context, c *Conn) ([]string, error) {
 	p.WriteInt32(DumpPriorityAll)
 	r, err := c.Transact(ctx, 0, codes.ListServices, p, 0)
 	if err == nil {
+		r.CloseFDs()
 		err = r.ReadException()
 	}
 	if err != nil {

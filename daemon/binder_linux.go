@@ -53,6 +53,10 @@ const (
 	binderAuditOld  = "binder-audit.log.1"
 	binderfsDir     = "binderfs"
 	binderfsPrefix  = "wc-"
+	// binderHelperNodes (beside the host's binder device, where device
+	// nodes work: /run is often nodev) holds, per profile, nodes of the
+	// binder devices that the node helpers' gid may open.
+	binderHelperNodes = "workcell-binder"
 	// containerBinder is where the container finds its context.
 	containerBinder = "/dev/binder"
 )
@@ -81,10 +85,15 @@ type binderCtx struct {
 	host     *binder.Conn // nil when the host's device cannot be opened
 	sm       *binder.ServiceManager
 	res      *policyResolver
-	audit    *auditFile
-	auditLog *binder.AuditLog
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// helperCgroup is the node helpers' cgroup, removed with the context.
+	helperCgroup string
+	// helperNodes holds device nodes the helpers can open, removed too.
+	helperNodes string
+	log         *slog.Logger
+	audit       *auditFile
+	auditLog    *binder.AuditLog
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // policyResolver is the service manager's resolver: the node helpers of
@@ -308,7 +317,7 @@ func (d *Daemon) binderOpen(ctx context.Context, name, dev string) (err error) {
 	rel := b.rel
 	b.mu.Unlock()
 	sctx, cancel := context.WithCancel(d.ctx)
-	bc := &binderCtx{device: dev, res: &policyResolver{}, cancel: cancel}
+	bc := &binderCtx{device: dev, res: &policyResolver{}, cancel: cancel, log: log}
 	defer func() {
 		if err != nil {
 			bc.close()
@@ -336,11 +345,12 @@ func (d *Daemon) binderOpen(ctx context.Context, name, dev string) (err error) {
 				log.Warn("binder host connection stopped", "err", err)
 			}
 		})
-		if err := bc.setPolicy(name, d.cfg.BinderHostDevice, rel, pol, d.cfg.BinderAuditAllowed, log); err != nil {
+		if err := bc.setPolicy(name, d.cfg, rel, pol, log); err != nil {
 			return err
 		}
 	}
-	bc.sm = binder.NewServiceManager(bc.work, binder.WithResolver(bc.res), binder.WithServiceManagerLogger(log))
+	bc.sm = binder.NewServiceManager(bc.work, binder.WithResolver(bc.res), binder.WithServiceManagerLogger(log),
+		binder.WithServiceManagerLimits(d.cfg.binderLimits()))
 	// The driver drops a context manager when its fd is released, which it
 	// does a moment after the close: an earlier context of this device
 	// may still be going away.
@@ -373,12 +383,24 @@ func (d *Daemon) binderOpen(ctx context.Context, name, dev string) (err error) {
 // ones, whose helpers stop: their proxied services die (work apps get
 // death notices) and their exports leave the host's service manager. The
 // work services registered now are exported again as pol says.
-func (bc *binderCtx) setPolicy(name, hostDevice string, rel binder.Release, pol binder.ProxyPolicy, auditAllowed bool, log *slog.Logger) error {
+func (bc *binderCtx) setPolicy(name string, cfg Config, rel binder.Release, pol binder.ProxyPolicy, log *slog.Logger) error {
 	if bc.host == nil {
 		return nil
 	}
-	nh, err := binder.NewNodeHelpers(rel, hostDevice, bc.device, name, pol, binderNodeCommand,
-		bc.auditLog, auditAllowed, log)
+	// The helpers parse what work apps send: never as root (see
+	// binder/helpersandbox_linux.go), and in a cgroup of the profile's
+	// beside the containers'.
+	sb := binder.HelperSandbox{UID: cfg.BinderHelperUID, GID: cfg.BinderHelperGID,
+		NodeDir:   filepath.Join(filepath.Dir(cfg.BinderHostDevice), binderHelperNodes, name),
+		MemoryMax: cfg.BinderHelperMemoryMax, PidsMax: cfg.BinderHelperPidsMax}
+	if mnt := binder.Cgroup2Mount(); mnt != "" {
+		sb.Cgroup = filepath.Join(mnt, cfg.CgroupParent+"-binder", name)
+	} else {
+		log.Warn("node helpers run without cgroup limits: no cgroup2 hierarchy is mounted")
+	}
+	bc.helperCgroup, bc.helperNodes = sb.Cgroup, sb.NodeDir
+	nh, err := binder.NewNodeHelpers(rel, cfg.BinderHostDevice, bc.device, name, pol, binderNodeCommand,
+		bc.auditLog, cfg.BinderAuditAllowed, log, binder.WithHelperLimits(cfg.binderLimits()), binder.WithHelperSandbox(sb))
 	if err != nil {
 		return err
 	}
@@ -409,6 +431,12 @@ func (bc *binderCtx) close() {
 	bc.wg.Wait()
 	if bc.audit != nil {
 		bc.audit.Close()
+	}
+	if err := binder.RemoveHelperCgroup(bc.helperCgroup); err != nil {
+		bc.log.Warn("binder node helpers' cgroup stays", "err", err)
+	}
+	if err := binder.RemoveHelperNodes(bc.helperNodes); err != nil {
+		bc.log.Warn("binder node helpers' device nodes stay", "err", err)
 	}
 }
 
@@ -615,7 +643,7 @@ func (d *Daemon) SetBinderPolicy(ctx context.Context, name string, w api.BinderP
 	b.mu.Unlock()
 	if bc != nil {
 		log := d.binderLog().With("profile", name)
-		if err := bc.setPolicy(name, d.cfg.BinderHostDevice, rel, pol, d.cfg.BinderAuditAllowed, log); err != nil {
+		if err := bc.setPolicy(name, d.cfg, rel, pol, log); err != nil {
 			return api.Binder{}, fmt.Errorf("apply binder policy of %s: %w", name, err)
 		}
 	}

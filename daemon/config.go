@@ -82,6 +82,8 @@ type Config struct {
 	StopTimeoutMax Duration `json:"stop_timeout_max"`
 	// Passphrase throttles wrong passphrases (throttle.go).
 	Passphrase PassphraseThrottle `json:"passphrase"`
+
+	BinderSettings
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -119,6 +121,7 @@ func DefaultConfig() Config {
 
 		BinderHostDevice: "/dev/binder",
 		BinderRelease:    "android14",
+		BinderSettings:   defaultBinderSettings(),
 
 		Server: ServerLimits{
 			ReadTimeout:       Duration(30 * time.Second),

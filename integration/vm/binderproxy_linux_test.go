@@ -21,7 +21,7 @@ func TestBinderProxyInVM(t *testing.T) {
 		Name: "binderproxy",
 		Path: bin,
 		Args: []string{"-test.v", "-test.count=1", "-test.timeout=4m",
-			"-test.run", "^(TestServiceManagerProtocol|TestProxy|TestNodeHelper|TestExport)"},
+			"-test.run", "^(TestServiceManager|TestProxy|TestNodeHelper|TestExport)"},
 		Env: []string{"WORKCELL_BINDER_DEVICE=/dev/workbinder", "WORKCELL_BINDER_HOST_DEVICE=/dev/binder"},
 	})
 	p := res.Programs[0]
@@ -29,7 +29,9 @@ func TestBinderProxyInVM(t *testing.T) {
 		"TestProxyCallbackReachesWorkApp", "TestProxyFileDescriptors", "TestProxyHandsOutHostObjects",
 		"TestProxyHostDeathReachesWork", "TestProxyConcurrentCallers", "TestProxySurvivesHostileClient",
 		"TestProxyFigures", "TestNodeHelperDeathReachesWork", "TestNodeHelperPolicy", "TestExportToHost",
-		"TestNodeHelperFigures", "TestProxyScatterGatherBuffers", "TestProxyFDArrays")
+		"TestNodeHelperFigures", "TestProxyScatterGatherBuffers", "TestProxyFDArrays",
+		"TestServiceManagerFDFlood", "TestNodeHelperFDFlood", "TestServiceManagerLimits",
+		"TestNodeHelperSandboxed", "TestNodeHelperObjectLimit")
 	var figures, helper int
 	for _, line := range strings.Split(p.Output, "\n") {
 		if i := strings.Index(line, "BINDER-BENCH "); i >= 0 {

@@ -52,6 +52,17 @@ if [ $rc -eq 0 ]; then
   run $W/workcell exec work -- ls -l /dev/binder; expect_code 0
   run $W/workcell exec work -- /workapp call workcell.echo 1 hello-through-the-proxy; expect_code 0
   expect_out "reply: hello-through-the-proxy"
+  # The node helper proxying workcell.echo is not root: uid 65534 (the
+  # default binder_helper_uid), no capabilities, seccomp filter mode.
+  helpers=0
+  for p in /proc/[0-9]*; do
+    tr '\0' ' ' <$p/cmdline 2>/dev/null | grep -q ' binder-node' || continue
+    helpers=$((helpers + 1))
+    echo "== node helper ${p#/proc/}"; grep -E '^(Uid|Gid|CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' $p/status | tee $out
+    expect_out "^Uid:	65534	65534	65534	65534"; expect_out "^CapEff:	0000000000000000"
+    expect_out "^CapBnd:	0000000000000000"; expect_out "^NoNewPrivs:	1"; expect_out "^Seccomp:	2"
+  done
+  [ $helpers -ge 1 ] || { echo "FAIL: no node helper process found"; rc=1; }
   run $W/workcell exec work -- /workapp call workcell.echo 2 x; expect_code 3
   expect_out "SecurityException"
   run $W/workcell exec work -- /workapp list; expect_code 0
