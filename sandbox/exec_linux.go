@@ -362,8 +362,10 @@ func (p *Process) reap() {
 	p.mu.Lock()
 	p.exited = true
 	p.mu.Unlock()
+	// A non-zero exit comes with an *exec.ExitError beside the state.
 	ps, err := p.lp.Wait()
 	if ps != nil {
+		err = nil
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
 			p.status = ws
 		} else {
