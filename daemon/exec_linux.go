@@ -106,6 +106,14 @@ func (s *Server) relay(uc *net.UnixConn, fw *api.FrameWriter, name string, req a
 		return
 	}
 	defer p.Close()
+	// The reader below may block feeding a stdin the process does not
+	// read; a hang-up must kill the process all the same.
+	stop, err := watchHangup(uc, cancel)
+	if err != nil {
+		s.d.log.Warn("exec: no hang-up watch: a hang-up is seen only when the process reads its stdin", "profile", name, "err", err)
+	} else {
+		defer stop()
+	}
 
 	var (
 		mu        sync.Mutex
@@ -203,6 +211,54 @@ func (s *Server) readClient(p *sandbox.Process, uc *net.UnixConn) error {
 			_ = p.Signal(unix.Signal(b[0]))
 		}
 	}
+}
+
+// watchHangup calls fn once the client's end of uc is closed (POLLHUP or
+// POLLRDHUP on a duplicate of the socket), independently of the reader.
+// stop ends the watch.
+func watchHangup(uc *net.UnixConn, fn func()) (stop func(), err error) {
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	sock := -1
+	var derr error
+	if err := raw.Control(func(fd uintptr) { sock, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("dup the connection: %w", derr)
+	}
+	var wake [2]int
+	if err := unix.Pipe2(wake[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(sock)
+		return nil, fmt.Errorf("wake pipe: %w", err)
+	}
+	go func() {
+		defer unix.Close(sock)
+		defer unix.Close(wake[0])
+		fds := []unix.PollFd{{Fd: int32(sock), Events: unix.POLLRDHUP}, {Fd: int32(wake[0]), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, -1)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil || fds[1].Revents != 0 {
+				return
+			}
+			if fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+				fn()
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			_, _ = unix.Write(wake[1], []byte{0})
+			unix.Close(wake[1])
+		})
+	}, nil
 }
 
 // fdError: the client sent descriptors, which were closed.

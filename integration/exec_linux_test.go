@@ -466,6 +466,30 @@ func TestExecCancelKills(t *testing.T) {
 		return r.code == 1
 	})
 
+	// Also when the daemon is blocked feeding a stdin the process never
+	// reads.
+	ctx, cancel = context.WithCancel(context.Background())
+	pr, pw = io.Pipe()
+	go func() {
+		_, err := d.client.Exec(ctx, "work", api.ExecRequest{Args: []string{"sh", "-c", "echo $$; exec sleep 1000"}}, api.ExecIO{Stdin: zeros{}, Stdout: pw})
+		pw.Close()
+		done <- err
+	}()
+	if line, err = bufio.NewReader(pr).ReadString('\n'); err != nil {
+		t.Fatalf("read the pid: %v", err)
+	}
+	pid = strings.TrimSpace(line)
+	time.Sleep(200 * time.Millisecond) // let stdin fill the pipe
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled exec returned %v", err)
+	}
+	waitFor(t, "the exec'd sleep with a full stdin to die", func() bool {
+		r := d.cli("exec", "work", "--", "test", "-e", "/proc/"+pid)
+		return r.code == 1
+	})
+
 	cmd := exec.Command(filepath.Join(binDir, "workcell"), "--socket", d.socket, "exec", "-T", "work", "--", "sh", "-c", "echo started; exec sleep 1000")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -487,4 +511,12 @@ func TestExecCancelKills(t *testing.T) {
 		_ = cmd.Process.Kill()
 		t.Fatal("SIGINT did not end the exec")
 	}
+}
+
+// zeros is an endless stdin.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
