@@ -520,3 +520,102 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// openPty opens a host pty pair for the CLI under test, of rows x cols.
+func openPty(t *testing.T, rows, cols uint16) (master, slave *os.File) {
+	t.Helper()
+	// Non-blocking, so that the master is pollable and reads obey deadlines.
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx: %v", err)
+	}
+	m := os.NewFile(uintptr(fd), "ptmx")
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open slave: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
+		t.Fatal(err)
+	}
+	return m, s
+}
+
+// TestExecCLITerminal: on a terminal the CLI asks for one by itself (raw
+// mode, its size), passes a window change (SIGWINCH) on, and -T gives
+// pipes even there.
+func TestExecCLITerminal(t *testing.T) {
+	d := newDaemon(t)
+	d.install("work")
+	d.ok("start", "work")
+	run := func(t *testing.T, m, s *os.File, onReady func(), args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(binDir, "workcell"), append([]string{"--socket", d.socket, "exec"}, args...)...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		readDone := make(chan struct{})
+		go func() {
+			defer close(readDone)
+			buf := make([]byte, 4096)
+			for {
+				n, err := m.Read(buf)
+				out.Write(buf[:n])
+				if onReady != nil && strings.Contains(out.String(), "ready") {
+					onReady()
+					onReady = nil
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		errc := make(chan error, 1)
+		go func() { errc <- cmd.Wait() }()
+		select {
+		case err := <-errc:
+			// Let the output already written arrive, then stop reading.
+			time.Sleep(100 * time.Millisecond)
+			_ = m.SetReadDeadline(time.Now())
+			<-readDone
+			return out.String(), err
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("workcell exec on a terminal hung; output %q", out.String())
+		}
+		return "", nil
+	}
+	t.Run("size and terminal", func(t *testing.T) {
+		m, s := openPty(t, 27, 93)
+		out, err := run(t, m, s, nil, "work", "--", "sh", "-c", "test -t 0 && readlink /proc/self/fd/0 && stty size")
+		if err != nil || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "27 93") {
+			t.Fatalf("exec on a terminal: %v, output %q; want the container's pty of 27 93", err, out)
+		}
+	})
+	t.Run("window change", func(t *testing.T) {
+		m, s := openPty(t, 10, 20)
+		out, err := run(t, m, s, func() {
+			_ = unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 44, Col: 111})
+		}, "work", "--", "sh", "-c", `trap 'stty size; exit 0' WINCH; echo ready; while :; do sleep 0.1; done`)
+		if err != nil || !strings.Contains(out, "44 111") {
+			t.Fatalf("SIGWINCH: %v, output %q; want the new size 44 111", err, out)
+		}
+	})
+	t.Run("-T on a terminal", func(t *testing.T) {
+		m, s := openPty(t, 10, 20)
+		out, err := run(t, m, s, nil, "-T", "work", "--", "sh", "-c", "test -t 0 || echo no-terminal")
+		if err != nil || !strings.Contains(out, "no-terminal") {
+			t.Fatalf("-T: %v, output %q", err, out)
+		}
+	})
+}
