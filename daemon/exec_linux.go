@@ -94,11 +94,11 @@ func (s *Server) relay(uc *net.UnixConn, fw *api.FrameWriter, name string, req a
 		// A command that cannot be started answers like a shell does
 		// (127 not found, 126 not executable), on the process's stderr.
 		if code, ok := shellCode(err); ok {
-			t := api.FrameStderr
+			t, nl := api.FrameStderr, "\n"
 			if req.Tty {
-				t = api.FrameStdout
+				t, nl = api.FrameStdout, "\r\n" // the client's terminal is raw
 			}
-			_ = fw.Write(t, fmt.Appendf(nil, "workcell: exec %s: %s\n", req.Args[0], shellReason(code)))
+			_ = fw.Write(t, fmt.Appendf(nil, "workcell: exec %s: %s%s", req.Args[0], shellReason(code), nl))
 			writeExit(fw, code, nil)
 			return
 		}

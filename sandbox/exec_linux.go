@@ -120,8 +120,7 @@ func (c *Container) Exec(ctx context.Context, e ExecSpec) (int, error) {
 // Process is a process started by Start, with stdio the sandbox made:
 // pipes, or the master of its terminal.
 type Process struct {
-	// Stdin feeds the process. Closing it is EOF on a pipe; on a terminal
-	// use CloseStdin (the terminal stays).
+	// Stdin feeds the process; CloseStdin ends it.
 	Stdin io.Writer
 	// Stdout and Stderr are what it writes. Once it has exited they return
 	// what it wrote before, then io.EOF, even while a process it left
@@ -131,6 +130,7 @@ type Process struct {
 	id, arg0 string
 	lp       *libcontainer.Process
 	pid      int
+	wantTty  bool
 	tty      *os.File   // the pty master, or nil
 	files    []*os.File // the daemon's ends, closed by Close
 
@@ -173,8 +173,8 @@ func (c *Container) start(ctx context.Context, e ExecSpec, setup func(*Process, 
 	if u == nil {
 		return nil, fmt.Errorf("container %s: exec %s: its state records no process user (started by an older workcelld): restart the profile: %w", c.id, e.Args[0], ErrInvalidSpec)
 	}
-	if u.UID == math32 || u.GID == math32 {
-		return nil, fmt.Errorf("container %s: exec %s: uid/gid %d is not a user: %w", c.id, e.Args[0], math32, ErrInvalidSpec)
+	if u.UID == noID || u.GID == noID {
+		return nil, fmt.Errorf("container %s: exec %s: uid/gid %d is not a user: %w", c.id, e.Args[0], noID, ErrInvalidSpec)
 	}
 	// A process joining a frozen cgroup would freeze at once and Exec
 	// would hang until ctx ends.
@@ -211,8 +211,8 @@ func (c *Container) start(ctx context.Context, e ExecSpec, setup func(*Process, 
 		p.Close()
 		return nil, fmt.Errorf("container %s: exec %s: pid: %w", c.id, e.Args[0], err)
 	}
-	if p.tty != nil {
-		if err := p.recvTty(ctx); err != nil {
+	if p.wantTty {
+		if err := p.recvTty(ctx, p.files[0]); err != nil {
 			p.kill(unix.SIGKILL)
 			go p.reap()
 			<-p.done
@@ -224,8 +224,8 @@ func (c *Container) start(ctx context.Context, e ExecSpec, setup func(*Process, 
 	return p, nil
 }
 
-// math32 is (uid_t)-1, which setuid reads as "no change".
-const math32 = 1<<32 - 1
+// noID is (uid_t)-1, which setuid reads as "no change".
+const noID = 1<<32 - 1
 
 func (p *Process) setupPipes(lp *libcontainer.Process) (func(), error) {
 	var child []*os.File
@@ -271,8 +271,7 @@ func (p *Process) setupTty(lp *libcontainer.Process, e ExecSpec) (func(), error)
 	parent := os.NewFile(uintptr(fds[0]), "console-parent")
 	child := os.NewFile(uintptr(fds[1]), "console-child")
 	p.files = append(p.files, parent)
-	// Marks the process as a terminal one until recvTty replaces it.
-	p.tty = parent
+	p.wantTty = true
 	lp.ConsoleSocket = child
 	lp.ConsoleWidth, lp.ConsoleHeight = e.Cols, e.Rows
 	return func() { child.Close() }, nil
@@ -280,9 +279,7 @@ func (p *Process) setupTty(lp *libcontainer.Process, e ExecSpec) (func(), error)
 
 // recvTty reads the pty master init sent on the console socket: exactly one
 // descriptor, and it must be a pty master.
-func (p *Process) recvTty(ctx context.Context) error {
-	sock := p.tty
-	p.tty = nil
+func (p *Process) recvTty(ctx context.Context, sock *os.File) error {
 	fc, err := net.FileConn(sock)
 	if err != nil {
 		return fmt.Errorf("console socket: %w", err)
