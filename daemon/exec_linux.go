@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -54,6 +55,9 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request, name string) error
 	if !ok {
 		return nil
 	}
+	// The server's read and idle timeouts are for requests: an exec lives
+	// as long as its process (an interactive shell), and a hang-up ends it.
+	_ = uc.SetDeadline(time.Time{})
 	if _, err := io.WriteString(uc, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+api.ExecUpgrade+"\r\n\r\n"); err != nil {
 		return nil
 	}

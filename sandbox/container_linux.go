@@ -44,7 +44,7 @@ type Container struct {
 	// freezer is made on the first freeze on cgroup v2; guarded by mu.
 	freezer *cgroupFreezer
 	// user is the bundle's process.user, whom exec runs as; nil when the
-	// container's state does not record it (see execUser).
+	// container's state does not record it (see userFromLabels).
 	user *User
 }
 
