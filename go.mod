@@ -41,4 +41,5 @@ require (
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.6.0 // indirect
+	golang.org/x/term v0.48.0 // indirect
 )

@@ -134,16 +134,31 @@ type Event struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// ExecRequest is the body of POST /v1/profiles/{name}/exec. The client
-// then passes its stdin, stdout and stderr as file descriptors over the
-// socket (see Client.Exec), so the process reads and writes them directly.
+// ExecRequest is the body of POST /v1/profiles/{name}/exec. The process's
+// stdio is made by the daemon and relayed over the upgraded connection
+// (see ExecUpgrade and Client.Exec).
 type ExecRequest struct {
 	Args []string `json:"args"`
 	Env  []string `json:"env,omitempty"`
 	Cwd  string   `json:"cwd,omitempty"`
+	// Tty asks for a terminal: the process gets a pty (stdin, stdout and
+	// stderr on it) of the size in Rows and Cols.
+	Tty  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// User runs the process as another user of the container than the
+	// bundle's process.user; only root and the system uid may ask.
+	User *ExecUser `json:"user,omitempty"`
 }
 
-// ExecResult is the line the daemon writes when the process has ended.
+// ExecUser is a user of the container (a container uid, mapped like every
+// other one where the profile has a user namespace).
+type ExecUser struct {
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+}
+
+// ExecResult is the payload of the exit frame, the last the daemon sends.
 type ExecResult struct {
 	ExitCode int        `json:"exit_code"`
 	Error    *ErrorBody `json:"error,omitempty"`

@@ -557,49 +557,6 @@ func (d *Daemon) container(name string) (*sandbox.Container, error) {
 	return p.ctr, nil
 }
 
-// Exec runs a command in a running profile with the given stdio.
-func (d *Daemon) Exec(ctx context.Context, name string, req api.ExecRequest, stdin, stdout, stderr *os.File) (int, error) {
-	if len(req.Args) == 0 || req.Args[0] == "" {
-		return -1, api.Errorf(api.ErrInvalidArgument, "args: a command is required")
-	}
-	c, err := d.container(name)
-	if err != nil {
-		return -1, err
-	}
-	code, err := c.Exec(ctx, sandbox.ExecSpec{Args: req.Args, Env: req.Env, Cwd: req.Cwd, Stdin: stdin, Stdout: stdout, Stderr: stderr})
-	if err != nil {
-		// A command that cannot be started answers like a shell does
-		// (127 not found, 126 not executable), on the caller's stderr.
-		if code, ok := shellCode(err); ok && stderr != nil {
-			fmt.Fprintf(stderr, "workcell: exec %s: %s\n", req.Args[0], shellReason(code))
-			return code, nil
-		}
-		return -1, fmt.Errorf("exec %q in profile %s: %w", req.Args[0], name, err)
-	}
-	return code, nil
-}
-
-// shellCode maps a failure to start a command to a shell's exit code.
-// libcontainer reports the init's exec error as text, so match both the
-// error chain and the text.
-func shellCode(err error) (int, bool) {
-	msg := err.Error()
-	switch {
-	case errors.Is(err, os.ErrNotExist) || strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "executable file not found"):
-		return 127, true
-	case errors.Is(err, os.ErrPermission) || strings.Contains(msg, "permission denied") || strings.Contains(msg, "exec format error"):
-		return 126, true
-	}
-	return 0, false
-}
-
-func shellReason(code int) string {
-	if code == 127 {
-		return "command not found"
-	}
-	return "permission denied or not executable"
-}
-
 // watch follows a container's init: if it dies without the daemon asking
 // (a crash, or an exit of its own), the profile becomes stopped and its
 // leftovers are removed.

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -372,102 +371,4 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	})
-}
-
-// exec upgrades the connection, receives the client's stdio as file
-// descriptors and runs the command with them (see api.ExecUpgrade).
-func (s *Server) exec(w http.ResponseWriter, r *http.Request, name string) error {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), api.ExecUpgrade) {
-		return api.Errorf(api.ErrInvalidArgument, "exec needs the %q upgrade: use the workcell CLI or api.Client.Exec", api.ExecUpgrade)
-	}
-	var req api.ExecRequest
-	if err := decodeBody(r, &req, true); err != nil {
-		return err
-	}
-	if len(req.Args) == 0 || req.Args[0] == "" {
-		return api.Errorf(api.ErrInvalidArgument, "args: a command is required")
-	}
-	if _, err := s.d.container(name); err != nil {
-		return err
-	}
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return fmt.Errorf("exec: hijack connection: %w", err)
-	}
-	defer conn.Close()
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		return nil
-	}
-	if _, err := io.WriteString(uc, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+api.ExecUpgrade+"\r\n\r\n"); err != nil {
-		return nil
-	}
-	files, err := recvStdio(uc)
-	if err != nil {
-		s.d.log.Warn("exec: receive stdio", "profile", name, "err", err)
-		writeExecResult(uc, -1, api.Errorf(api.ErrInvalidArgument, "exec: %v", err))
-		return nil
-	}
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	// The client hanging up (Ctrl-C) kills the process.
-	ctx, cancel := context.WithCancel(s.d.ctx)
-	defer cancel()
-	go func() {
-		var b [1]byte
-		_, _ = uc.Read(b[:])
-		cancel()
-	}()
-	code, err := s.d.Exec(ctx, name, req, files[0], files[1], files[2])
-	writeExecResult(uc, code, err)
-	return nil
-}
-
-func recvStdio(uc *net.UnixConn) ([]*os.File, error) {
-	_ = uc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	defer uc.SetReadDeadline(time.Time{})
-	buf := make([]byte, 1)
-	oob := make([]byte, unix.CmsgSpace(3*4))
-	_, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return nil, fmt.Errorf("read stdio descriptors: %w", err)
-	}
-	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return nil, fmt.Errorf("parse stdio descriptors: %w", err)
-	}
-	var fds []int
-	for _, m := range msgs {
-		got, err := syscall.ParseUnixRights(&m)
-		if err != nil {
-			continue
-		}
-		fds = append(fds, got...)
-	}
-	if len(fds) != 3 {
-		for _, fd := range fds {
-			syscall.Close(fd)
-		}
-		return nil, fmt.Errorf("want 3 descriptors (stdin, stdout, stderr), got %d", len(fds))
-	}
-	names := []string{"stdin", "stdout", "stderr"}
-	files := make([]*os.File, 3)
-	for i, fd := range fds {
-		unix.CloseOnExec(fd)
-		files[i] = os.NewFile(uintptr(fd), names[i])
-	}
-	return files, nil
-}
-
-func writeExecResult(w io.Writer, code int, err error) {
-	res := api.ExecResult{ExitCode: code}
-	if err != nil {
-		body, _ := api.ToBody(err)
-		res.Error = &body
-	}
-	b, _ := json.Marshal(res)
-	_, _ = w.Write(append(b, '\n'))
 }

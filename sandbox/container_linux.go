@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/cgroups"
@@ -44,6 +43,9 @@ type Container struct {
 	reaped chan struct{}
 	// freezer is made on the first freeze on cgroup v2; guarded by mu.
 	freezer *cgroupFreezer
+	// user is the bundle's process.user, whom exec runs as; nil when the
+	// container's state does not record it (see userFromLabels).
+	user *User
 }
 
 // ID returns the container's id.
@@ -282,81 +284,6 @@ func (c *Container) waitInit(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// ExecSpec describes a process to run in a running container. Nil files
-// mean /dev/null.
-type ExecSpec struct {
-	Args, Env             []string // Env default: DefaultEnv
-	Cwd                   string   // default "/"
-	Stdin, Stdout, Stderr *os.File
-}
-
-// Exec runs a process in the container, with the container's capabilities,
-// seccomp profile and no_new_privs, and returns its exit code: 128+N when it
-// was killed by signal N. Cancelling ctx kills it.
-func (c *Container) Exec(ctx context.Context, e ExecSpec) (int, error) {
-	if len(e.Args) == 0 {
-		return -1, fmt.Errorf("container %s: exec: no args: %w", c.id, ErrInvalidSpec)
-	}
-	if err := ctx.Err(); err != nil {
-		return -1, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], err)
-	}
-	// A process joining a frozen cgroup would freeze at once and Exec
-	// would hang until ctx ends.
-	if st, err := c.State(ctx); err != nil {
-		return -1, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], err)
-	} else if st != Running {
-		return -1, fmt.Errorf("container %s: exec %s: container is %s", c.id, e.Args[0], st)
-	}
-	p := &libcontainer.Process{Args: e.Args, Env: e.Env, Cwd: e.Cwd}
-	if len(p.Env) == 0 {
-		p.Env = DefaultEnv
-	}
-	if p.Cwd == "" {
-		p.Cwd = "/"
-	}
-	// Assign only non-nil files: a nil *os.File in an io.Writer is not nil.
-	if e.Stdin != nil {
-		p.Stdin = e.Stdin
-	}
-	if e.Stdout != nil {
-		p.Stdout = e.Stdout
-	}
-	if e.Stderr != nil {
-		p.Stderr = e.Stderr
-	}
-	if err := c.lc.Run(p); err != nil {
-		return -1, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], err)
-	}
-	type result struct {
-		ps  *os.ProcessState
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		ps, err := p.Wait()
-		done <- result{ps, err}
-	}()
-	var res result
-	select {
-	case res = <-done:
-	case <-ctx.Done():
-		_ = p.Signal(unix.SIGKILL)
-		<-done
-		return -1, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], ctx.Err())
-	}
-	if res.ps == nil {
-		return -1, fmt.Errorf("container %s: exec %s: wait: %w", c.id, e.Args[0], res.err)
-	}
-	ws, ok := res.ps.Sys().(syscall.WaitStatus)
-	if !ok {
-		return -1, fmt.Errorf("container %s: exec %s: unexpected wait status %T", c.id, e.Args[0], res.ps.Sys())
-	}
-	if ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
-	}
-	return ws.ExitStatus(), nil
 }
 
 // Stats are a snapshot of the container's cgroup counters. A limit of 0

@@ -141,6 +141,8 @@ func (r *Runtime) Prepare(ctx context.Context, s Spec) (_ *Container, retErr err
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.ID, err)
 	}
+	user := specUser(hs.Process.User)
+	cfg.Labels = append(cfg.Labels, user.label())
 	if s.Stdout != nil {
 		proc.Stdout, proc.Stderr = s.Stdout, s.Stdout
 	}
@@ -169,7 +171,7 @@ func (r *Runtime) Prepare(ctx context.Context, s Spec) (_ *Container, retErr err
 	if err != nil {
 		return nil, fmt.Errorf("start %s: init pid: %w", s.ID, err)
 	}
-	c := &Container{id: s.ID, lc: lc, pid: pid, pidfd: -1, log: r.log, reaped: make(chan struct{})}
+	c := &Container{id: s.ID, lc: lc, pid: pid, pidfd: -1, log: r.log, reaped: make(chan struct{}), user: &user}
 	// The pidfd is taken before the reaper can reap, so it refers to init.
 	c.pidfd, err = unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
@@ -248,7 +250,7 @@ func (r *Runtime) Load(ctx context.Context, id string) (*Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: state: %w", id, err)
 	}
-	c := &Container{id: id, lc: lc, pid: st.InitProcessPid, pidfd: -1, log: r.log}
+	c := &Container{id: id, lc: lc, pid: st.InitProcessPid, pidfd: -1, log: r.log, user: userFromLabels(st.Config.Labels)}
 	if st.InitProcessPid > 0 {
 		fd, err := unix.PidfdOpen(st.InitProcessPid, unix.PIDFD_NONBLOCK)
 		switch {

@@ -133,7 +133,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Flags:  []cli.Flag{&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing what is written"}},
 				Action: cmdLogs,
 			},
-			{Name: "exec", Usage: "run a command in a running profile", ArgsUsage: "[NAME] -- CMD [ARG...]", SkipFlagParsing: true, Action: cmdExec},
+			{
+				Name: "exec", Usage: "run a command in a running profile (-t: with a terminal, the default when stdin and stdout are one; -T: without; --user UID[:GID], root only: as another user than the bundle's)",
+				ArgsUsage: "[-t|-T] [--user UID[:GID]] [NAME] -- CMD [ARG...]", SkipFlagParsing: true, Action: cmdExec,
+			},
 			{Name: "events", Usage: "follow the profiles' state changes", Action: cmdEvents},
 			{Name: "version", Usage: "show the daemon's version", Action: cmdVersion},
 		}, netCommands(), storageCommands(), binderCommands())),
@@ -351,37 +354,6 @@ func cmdLogs(c *cli.Context) error {
 		return err
 	}
 	return client(c).Logs(c.Context, name, c.Bool("follow"), c.App.Writer)
-}
-
-// splitExec reads "[NAME] -- CMD [ARG...]" (the "--" may be left out
-// when NAME is given).
-func splitExec(args []string) (string, []string, error) {
-	name := api.DefaultProfile
-	if len(args) > 0 && args[0] != "--" {
-		name, args = args[0], args[1:]
-	}
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
-	}
-	if len(args) == 0 {
-		return "", nil, usagef("exec: want [NAME] -- CMD [ARG...]")
-	}
-	return name, args, nil
-}
-
-func cmdExec(c *cli.Context) error {
-	name, args, err := splitExec(c.Args().Slice())
-	if err != nil {
-		return err
-	}
-	code, err := client(c).Exec(c.Context, name, api.ExecRequest{Args: args}, os.Stdin, os.Stdout, os.Stderr)
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return exitError(code)
-	}
-	return nil
 }
 
 func cmdEvents(c *cli.Context) error {

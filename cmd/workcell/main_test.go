@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -120,22 +121,44 @@ func TestInstallSendsAbsoluteBundleAndLimits(t *testing.T) {
 	}
 }
 
-func TestSplitExec(t *testing.T) {
+func TestParseExec(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		name string
 		cmd  []string
+		tty  ttyMode
+		user string
 		ok   bool
 	}{
-		{[]string{"--", "ps", "-ef"}, "work", []string{"ps", "-ef"}, true},
-		{[]string{"other", "--", "ls", "--", "x"}, "other", []string{"ls", "--", "x"}, true},
-		{[]string{"other", "ls"}, "other", []string{"ls"}, true},
-		{[]string{"--"}, "", nil, false},
-		{[]string{"work"}, "", nil, false},
+		{[]string{"--", "ps", "-ef"}, "work", []string{"ps", "-ef"}, ttyAuto, "", true},
+		{[]string{"other", "--", "ls", "--", "x"}, "other", []string{"ls", "--", "x"}, ttyAuto, "", true},
+		{[]string{"other", "ls"}, "other", []string{"ls"}, ttyAuto, "", true},
+		{[]string{"other", "ls", "-t"}, "other", []string{"ls", "-t"}, ttyAuto, "", true},
+		{[]string{"-t", "--", "sh"}, "work", []string{"sh"}, ttyForce, "", true},
+		{[]string{"work", "-T", "--", "sh"}, "work", []string{"sh"}, ttyNone, "", true},
+		{[]string{"--user", "1000", "work", "id"}, "work", []string{"id"}, ttyAuto, "1000:1000", true},
+		{[]string{"--user=0:5", "--", "id"}, "work", []string{"id"}, ttyAuto, "0:5", true},
+		{[]string{"-u", "root", "--", "id"}, "", nil, ttyAuto, "", false},
+		{[]string{"--user", "4294967295", "--", "id"}, "", nil, ttyAuto, "", false},
+		{[]string{"--user"}, "", nil, ttyAuto, "", false},
+		{[]string{"-x", "--", "id"}, "", nil, ttyAuto, "", false},
+		{[]string{"--"}, "", nil, ttyAuto, "", false},
+		{[]string{"work"}, "", nil, ttyAuto, "", false},
 	} {
-		name, cmd, err := splitExec(tc.args)
-		if (err == nil) != tc.ok || name != tc.name || strings.Join(cmd, " ") != strings.Join(tc.cmd, " ") {
-			t.Errorf("splitExec(%q) = %q %q %v", tc.args, name, cmd, err)
+		o, err := parseExec(tc.args)
+		if (err == nil) != tc.ok {
+			t.Errorf("parseExec(%q): err %v, want ok=%v", tc.args, err, tc.ok)
+			continue
+		}
+		if !tc.ok {
+			continue
+		}
+		user := ""
+		if o.user != nil {
+			user = fmt.Sprintf("%d:%d", o.user.UID, o.user.GID)
+		}
+		if o.name != tc.name || strings.Join(o.args, " ") != strings.Join(tc.cmd, " ") || o.tty != tc.tty || user != tc.user {
+			t.Errorf("parseExec(%q) = %q %q tty %d user %q", tc.args, o.name, o.args, o.tty, user)
 		}
 	}
 }

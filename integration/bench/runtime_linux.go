@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"time"
 
 	"github.com/workcell/workcell/api"
@@ -248,7 +249,7 @@ func fillTo(ctx context.Context, b *Bench, p *pair, procs int) (wcPids, rcPids i
 	}
 	if extra := procs - int(st.Pids); extra > 0 {
 		args := spawnArgs(extra)
-		code, err := b.Client.Exec(ctx, p.profile, api.ExecRequest{Args: args}, b.DevNull, b.DevNull, b.DevNull)
+		code, err := b.Client.Exec(ctx, p.profile, api.ExecRequest{Args: args}, api.ExecIO{})
 		if err != nil || code != 0 {
 			return 0, 0, fmt.Errorf("exec spawn in %s: exit %d: %v", p.profile, code, err)
 		}
@@ -285,7 +286,10 @@ func spawnArgs(n int) []string {
 	return []string{"sh", "-c", fmt.Sprintf("for i in $(seq %d); do sleep 100000 >/dev/null 2>&1 & done", n)}
 }
 
-// execRoundTrip: Client.Exec of `true` with /dev/null stdio vs `runc exec`.
+// execRoundTrip: Client.Exec of `true` (stdio made by the daemon and
+// relayed as frames, nothing to relay but the exit) vs `runc exec` of the
+// same, and the relay's throughput: 8 MiB of stdout read by the caller vs
+// runc exec writing into a pipe the bench reads.
 func execRoundTrip(ctx context.Context, b *Bench) ([]Line, error) {
 	p, err := sleepers(ctx, b)
 	if err != nil {
@@ -295,7 +299,7 @@ func execRoundTrip(ctx context.Context, b *Bench) ([]Line, error) {
 	n := b.N(30, 5)
 	err = interleave(n, n, func(int) error {
 		return wc.timed(func() error {
-			code, err := b.Client.Exec(ctx, p.profile, api.ExecRequest{Args: []string{"true"}}, b.DevNull, b.DevNull, b.DevNull)
+			code, err := b.Client.Exec(ctx, p.profile, api.ExecRequest{Args: []string{"true"}}, api.ExecIO{})
 			if err == nil && code != 0 {
 				err = fmt.Errorf("exit code %d", code)
 			}
@@ -310,10 +314,56 @@ func execRoundTrip(ctx context.Context, b *Bench) ([]Line, error) {
 	if err != nil {
 		return nil, err
 	}
+	const big = 8 << 20
+	bigArgs := []string{"head", "-c", strconv.Itoa(big), "/dev/zero"}
+	var wcBig, rcBig Samples
+	nb := b.N(10, 3)
+	err = interleave(nb, nb, func(int) error {
+		return wcBig.timed(func() error {
+			var cw countWriter
+			code, err := b.Client.Exec(ctx, p.profile, api.ExecRequest{Args: bigArgs}, api.ExecIO{Stdout: &cw})
+			if err == nil && (code != 0 || cw.n != big) {
+				err = fmt.Errorf("exit code %d, %d bytes of %d", code, cw.n, big)
+			}
+			if err != nil {
+				return fmt.Errorf("exec head in %s: %w", p.profile, err)
+			}
+			return nil
+		})
+	}, func(int) error {
+		return rcBig.timed(func() error {
+			var cw countWriter
+			cmd := exec.CommandContext(ctx, b.Runc.Path, append([]string{"--root", b.Runc.Root, "exec", p.runcID}, bigArgs...)...)
+			cmd.Stdout = &cw
+			if err := cmd.Run(); err != nil || cw.n != big {
+				return fmt.Errorf("runc exec head: %v, %d bytes of %d", err, cw.n, big)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
 	st, _ := b.Client.Stats(ctx, p.profile)
-	return []Line{{Name: "exec true", Workcell: wc.Median(), Peer: rc.Median(), PeerName: "runc exec",
-		Note: fmt.Sprintf("n=%d interleaved; %d pids in the profile", len(wc), st.Pids)}}, nil
+	ratio := func(a, b Samples) float64 {
+		if b.Median().Value == 0 {
+			return 0
+		}
+		return a.Median().Value / b.Median().Value
+	}
+	return []Line{
+		{Name: "exec round trip (relay)", Workcell: wc.Median(), Peer: rc.Median(), PeerName: "runc exec",
+			Target: "<= 1.0x", Over: ratio(wc, rc) > 1.0,
+			Note: fmt.Sprintf("`true`; n=%d interleaved; %d pids in the profile", len(wc), st.Pids)},
+		{Name: "exec 8 MiB stdout (relay)", Workcell: wcBig.Median(), Peer: rcBig.Median(), PeerName: "runc exec into a pipe",
+			Note: fmt.Sprintf("n=%d interleaved; %.0f MiB/s through the relay", len(wcBig), 8/(wcBig.Median().Value/1000))},
+	}, nil
 }
+
+// countWriter counts what it is given.
+type countWriter struct{ n int }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
 
 // idleDaemon: with a profile running and nobody calling, the daemon's
 // resident set, CPU time and threads over a quiet window. No peer.

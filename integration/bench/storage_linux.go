@@ -57,7 +57,7 @@ func (b *Bench) storeMount() string { return filepath.Join(b.Dir, "state", "stor
 
 // execSh runs a shell script inside a profile, output discarded.
 func execSh(ctx context.Context, b *Bench, name, script string) error {
-	code, err := b.Client.Exec(ctx, name, api.ExecRequest{Args: []string{"sh", "-c", script}}, b.DevNull, b.DevNull, b.DevNull)
+	code, err := b.Client.Exec(ctx, name, api.ExecRequest{Args: []string{"sh", "-c", script}}, api.ExecIO{})
 	if err == nil && code != 0 {
 		err = fmt.Errorf("exec %q in %s: exit %d", script, name, code)
 	}

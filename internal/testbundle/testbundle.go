@@ -159,3 +159,25 @@ func Spec(args ...string) *specs.Spec {
 		},
 	}
 }
+
+// SetUser rewrites the bundle's config.json in dir so that its process
+// runs as uid:gid with the supplementary gids.
+func SetUser(dir string, uid, gid uint32, gids ...uint32) error {
+	path := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("testbundle: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return fmt.Errorf("testbundle: %s: %w", path, err)
+	}
+	spec.Process.User = specs.User{UID: uid, GID: gid, AdditionalGids: gids}
+	if data, err = json.MarshalIndent(&spec, "", "\t"); err != nil {
+		return fmt.Errorf("testbundle: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("testbundle: %w", err)
+	}
+	return nil
+}
