@@ -67,6 +67,14 @@ type Config struct {
 	// BinderAuditAllowed writes an audit record of every allowed binder
 	// call too, not only of the denied ones.
 	BinderAuditAllowed bool `json:"binder_audit_allowed"`
+	// UserNS is "auto" (each profile in its own user namespace where the
+	// kernel has them) or "off" (work root is host root: for comparison
+	// and for kernels whose user namespaces misbehave).
+	UserNS string `json:"userns"`
+	// IDBase is where the profiles' host id ranges start; each profile
+	// holds IDRangeSize ids, at most IDRanges profiles at once.
+	IDBase   uint32 `json:"id_base"`
+	IDRanges uint32 `json:"id_ranges"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -104,6 +112,10 @@ func DefaultConfig() Config {
 
 		BinderHostDevice: "/dev/binder",
 		BinderRelease:    "android14",
+
+		UserNS:   "auto",
+		IDBase:   DefaultIDBase,
+		IDRanges: DefaultIDRanges,
 	}
 }
 
@@ -167,6 +179,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("cgroup_parent %q: must start with /", c.CgroupParent)
 	}
 	if err := c.validateStorage(); err != nil {
+		return err
+	}
+	if err := c.validateIdentity(); err != nil {
 		return err
 	}
 	return c.validateBinder()

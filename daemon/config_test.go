@@ -38,7 +38,12 @@ func TestConfigValidateNamesField(t *testing.T) {
 		"owner_uid":     func(c *Config) { c.OwnerUID = -5 },
 		"log_max_bytes": func(c *Config) { c.LogMaxBytes = 10 },
 		"cgroup_parent": func(c *Config) { c.CgroupParent = "x" },
+		"userns":        func(c *Config) { c.UserNS = "on" },
+		"id_ranges":     func(c *Config) { c.IDRanges = 0 },
+		"id_base":       func(c *Config) { c.IDBase = 0 },
+		"id_base high":  func(c *Config) { c.IDBase = 4_290_000_000 },
 	} {
+		field, _, _ = strings.Cut(field, " ")
 		c := DefaultConfig()
 		mut(&c)
 		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), field) {

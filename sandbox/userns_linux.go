@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -204,4 +205,94 @@ func ShiftFile(path string, m IDMap) error {
 		}
 	}
 	return nil
+}
+
+// MountDeviceDir mounts a tmpfs at dir (made if missing) for the device
+// nodes of containers in user namespaces, unless one is there: without
+// nodev (which /run usually has, and a bind mount of a node keeps), with
+// nosuid and noexec, and 0700: only host root reaches the nodes by path;
+// the runtime opens a bind mount's source on the host, and a container
+// then reaches its nodes through its own /dev only.
+func MountDeviceDir(ctx context.Context, dir string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("device folder: %w", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.TMPFS_MAGIC && st.Flags&unix.ST_NODEV == 0 {
+		var parent unix.Stat_t
+		var self unix.Stat_t
+		if unix.Stat(filepath.Dir(dir), &parent) == nil && unix.Stat(dir, &self) == nil && parent.Dev != self.Dev {
+			return nil // ours, from an earlier daemon
+		}
+	}
+	if err := unix.Mount("workcell-dev", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0700,size=64k,nr_inodes=4096"); err != nil {
+		return fmt.Errorf("mount device folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// MakeDeviceNodes makes, in dir (a folder of MountDeviceDir's, 0700), a
+// node for each of devs with the device's owner (container ids, shifted
+// into m) and mode, default root's 0600, and returns the map of container
+// path to node for HardenOptions.DeviceSources. A host node cannot serve:
+// /dev/net/tun is host root's 0600, and chowning a shared node would hand
+// it to one profile on the host too.
+func MakeDeviceNodes(ctx context.Context, dir string, devs []specs.LinuxDevice, m IDMap) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("device nodes: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("device nodes: %w", err)
+	}
+	out := map[string]string{}
+	for i, d := range devs {
+		var kind uint32
+		switch d.Type {
+		case "c", "u":
+			kind = unix.S_IFCHR
+		case "b":
+			kind = unix.S_IFBLK
+		default:
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("device %s: type %q cannot be bind-mounted: %w", d.Path, d.Type, ErrInvalidSpec)
+		}
+		node := filepath.Join(dir, strconv.Itoa(i))
+		if err := unix.Mknod(node, kind|0o600, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("device node for %s: %w", d.Path, err)
+		}
+		uid, gid, mode := uint32(0), uint32(0), os.FileMode(0o600)
+		if d.UID != nil {
+			uid = *d.UID
+		}
+		if d.GID != nil {
+			gid = *d.GID
+		}
+		if d.FileMode != nil {
+			mode = *d.FileMode & 0o666
+		}
+		if uid >= m.Size || gid >= m.Size {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("device %s: owner %d:%d is outside the container's %d ids: %w", d.Path, uid, gid, m.Size, ErrInvalidSpec)
+		}
+		if err := unix.Chown(node, int(m.HostID+uid), int(m.HostID+gid)); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("device node for %s: %w", d.Path, err)
+		}
+		if err := unix.Chmod(node, uint32(mode)); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("device node for %s: %w", d.Path, err)
+		}
+		out[d.Path] = node
+	}
+	return out, nil
 }
