@@ -69,18 +69,11 @@ func decideIdentity(ctx context.Context, cfg Config) identity {
 
 func (d *Daemon) userns() bool { return d.ident.mode == identityUserNS }
 
-// openIdentity runs once at start: decides, says so, and in userns mode
-// mounts the device folder.
+// openIdentity runs once at start: decides and says so.
 func (d *Daemon) openIdentity(ctx context.Context) error {
 	d.ident = decideIdentity(ctx, d.cfg)
 	d.log.Info("identity mode", "mode", d.ident.mode, "why", d.ident.why,
 		"id_base", d.ident.pool.base, "range_size", d.ident.pool.size, "ranges", d.ident.pool.slots)
-	if !d.userns() {
-		return nil
-	}
-	if err := sandbox.MountDeviceDir(ctx, filepath.Join(d.cfg.RunDir, devDir)); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
 	return nil
 }
 
@@ -150,6 +143,12 @@ func (d *Daemon) identityUp(ctx context.Context, p *profile, h *sandbox.HardenOp
 		}
 	}
 	h.UserNS = &sandbox.UserNS{IDs: p.rec.IDs.idMap(), Path: d.usernsPath(name, *p.rec.IDs)}
+	// Init's console is work's own output (it lives in work's encrypted
+	// data): its root may open it again through /proc/1/fd/1, as host root
+	// could before. The log is capped in place, so the owner stays.
+	if err := sandbox.ShiftFile(filepath.Join(d.logsDir(name), consoleLog), h.UserNS.IDs); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	return nil
 }
 
@@ -210,6 +209,11 @@ func (d *Daemon) identityRootfs(h *sandbox.HardenOptions, upper, target string) 
 func (d *Daemon) identityDevices(ctx context.Context, p *profile, h *sandbox.HardenOptions) error {
 	if h.UserNS == nil || len(h.Devices) == 0 {
 		return nil
+	}
+	// Mounted at the first need (a daemon that fails to start leaves no
+	// mount); an earlier daemon's mount is used as it is.
+	if err := sandbox.MountDeviceDir(ctx, filepath.Join(d.cfg.RunDir, devDir)); err != nil {
+		return fmt.Errorf("devices of profile %s: %w", p.rec.Name, err)
 	}
 	dir := d.devicesDir(p.rec.Name)
 	srcs, err := sandbox.MakeDeviceNodes(ctx, dir, h.Devices, h.UserNS.IDs)

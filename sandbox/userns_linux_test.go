@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,5 +53,46 @@ func TestPinUserNSOwnsItsNetNS(t *testing.T) {
 	unix.Stat(user, &after)
 	if before.Ino == after.Ino {
 		t.Fatal("a second pin kept the old user namespace")
+	}
+}
+
+// TestJoinedUserNSAdministersItsNetwork: a container that joins a pinned
+// user namespace and the network namespace made inside it can open its
+// device node (made by MakeDeviceNodes, owned by its root) and make a tun
+// interface with the daemon's CAP_NET_ADMIN, which over a network
+// namespace of the host's user namespace it could not.
+func TestJoinedUserNSAdministersItsNetwork(t *testing.T) {
+	rt, _ := newRuntime(t)
+	bundle, ns := userNSBundle(t)
+	dir := t.TempDir()
+	ns.Path = filepath.Join(dir, "user")
+	net := filepath.Join(dir, "net")
+	if err := PinUserNS(context.Background(), ns.IDs, ns.Path, net); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { UnpinNS(ns.Path); UnpinNS(net) })
+	tun := specs.LinuxDevice{Path: "/dev/net/tun", Type: "c", Major: 10, Minor: 200, FileMode: ptr(os.FileMode(0o666))}
+	nodes := filepath.Join(dir, "dev")
+	srcs, err := MakeDeviceNodes(context.Background(), nodes, []specs.LinuxDevice{tun}, ns.IDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(srcs["/dev/net/tun"], &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != ns.IDs.HostID || st.Mode&0o777 != 0o666 || st.Rdev != unix.Mkdev(10, 200) {
+		t.Fatalf("node %+v: want c 10,200 0666 owned by %d", st, ns.IDs.HostID)
+	}
+	if fi, err := os.Stat(nodes); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("node folder %v %v: want 0700, so that no host uid reaches the node by path", fi, err)
+	}
+	c := startContainerWith(t, rt, bundle, HardenOptions{UserNS: ns, NetNSPath: net, Devices: []specs.LinuxDevice{tun}, DeviceSources: srcs,
+		ExtraCapabilities: []string{"CAP_NET_ADMIN"}})
+	if code, out := run(t, c, "sh", "-c", "exec 3<>/dev/net/tun && tunctl -t wctun0 && ip addr add 10.99.0.2/30 dev wctun0 && ip link set wctun0 up && ip link show wctun0"); code != 0 {
+		t.Fatalf("make a tun interface in the profile's own network: exit %d: %s", code, out)
+	}
+	if code, out := run(t, c, "cat", "/sys/class/net/lo/mtu"); code != 0 || strings.TrimSpace(out) != "65536" {
+		t.Fatalf("the network namespace's own sysfs: exit %d: %q", code, out)
 	}
 }
