@@ -274,8 +274,30 @@ func (m nsMaker) MakeNetNS(ctx context.Context, profile, path string) (bool, err
 
 func (m nsMaker) NetNSCurrent(profile string, fd int) bool {
 	r, ok := m.d.idsOf(profile)
+	var current bool
 	if !m.d.userns() || !ok {
-		return sandbox.NetNSOwnedByOurs(fd)
+		current = sandbox.NetNSOwnedByOurs(fd)
+	} else {
+		current = sandbox.NetNSOwnedBy(fd, m.d.usernsPath(profile, r))
 	}
-	return sandbox.NetNSOwnedBy(fd, m.d.usernsPath(profile, r))
+	if !current && m.d.containerAlive(profile) {
+		// A container from before (an earlier daemon, another mode) runs
+		// in it: it keeps its network until its next start.
+		m.d.log.Info("profile's network namespace is from another identity mode; it is made again at the next start", "profile", profile)
+		return true
+	}
+	return current
+}
+
+// containerAlive reports whether the profile's container (running,
+// paused or prepared) is there; it asks the runtime, not the profile, so
+// it needs no lock of the profile's.
+func (d *Daemon) containerAlive(name string) bool {
+	c, err := d.rt.Load(d.ctx, name)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	st, err := c.State(d.ctx)
+	return err == nil && st != sandbox.Stopped
 }

@@ -160,3 +160,55 @@ func TestUserNSOffIsHostIDs(t *testing.T) {
 		t.Fatalf("uid_map with userns off = %q, want the identity", got)
 	}
 }
+
+// TestProfileFromBeforeRangesMovesToItsUserNS: a profile installed before
+// ranges existed (its record has none), which ran with host ids and wrote
+// files as host uid 1000, gets a range at its next start, its image and
+// its upper layer shifted into it (work sees the same owners), and its
+// network namespace made again inside its user namespace.
+func TestProfileFromBeforeRangesMovesToItsUserNS(t *testing.T) {
+	d := newDaemon(t, withConfig("userns", "off"), withConfig("standby", false))
+	d.install("work")
+	d.ok("start", "work")
+	d.execOut("work", "echo old > /old-file && chown 1000:1000 /old-file")
+	upper := filepath.Join(d.dataDir("work"), "upper")
+	if u, _ := ownerOf(t, filepath.Join(upper, "old-file")); u != 1000 {
+		t.Fatalf("with host ids, work's uid 1000 wrote a file of host uid %d", u)
+	}
+	d.ok("stop", "work")
+	d.term()
+	recPath := filepath.Join(d.state, "profiles", "work", "profile.json")
+	b, err := os.ReadFile(recPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := map[string]any{}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	delete(rec, "ids") // as a record from before ranges
+	b, _ = json.Marshal(rec)
+	if err := os.WriteFile(recPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withConfig("userns", "auto")(d)
+	d.start()
+	requireUserNS(t, d)
+	d.ok("start", "work")
+	base, _ := d.idsOf("work")
+	if u, g := ownerOf(t, filepath.Join(upper, "old-file")); u != base+1000 || g != base+1000 {
+		t.Errorf("after the move, /old-file is %d:%d on the host, want %d", u, g, base+1000)
+	}
+	if u, _ := ownerOf(t, filepath.Join(d.state, "profiles", "work", "bundle", "rootfs", "bin", "busybox")); u != base {
+		t.Errorf("after the move, the image's busybox is owned by %d, want %d", u, base)
+	}
+	if got := strings.Fields(d.execOut("work", "cat /old-file; stat -c %u:%g /old-file; cat /proc/self/uid_map")); strings.Join(got, " ") != fmt.Sprintf("old 1000:1000 0 %d 65536", base) {
+		t.Errorf("inside after the move: %q, want the same content and owner in the profile's range", got)
+	}
+	if got := strings.Join(strings.Fields(d.execOut("work", "ls /sys/class/net")), " "); got != "eth0 lo" {
+		t.Errorf("interfaces after the move: %q, want eth0 and lo (the namespace made again in the user namespace)", got)
+	}
+	if !strings.Contains(d.log.String(), "namespace has another owner") {
+		t.Error("the profile's network namespace was not made again in its user namespace")
+	}
+}
