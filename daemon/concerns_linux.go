@@ -63,5 +63,6 @@ func (d *Daemon) reconcileConcerns(ctx context.Context) error {
 	if err := d.networkReconcile(ctx); err != nil {
 		return err
 	}
+	d.identityReconcile(ctx)
 	return d.binderReconcile(ctx)
 }

@@ -257,6 +257,28 @@ func (d *Daemon) identityRemove(ctx context.Context, p *profile) error {
 	return errors.Join(errs...)
 }
 
+// identityReconcile runs at start, after the networks: user namespace
+// pins of profiles that are gone (a wipe finished at start) or of a range
+// the profile no longer has are removed; a pin a container still runs in
+// is only a reference, so unpinning it harms nothing.
+func (d *Daemon) identityReconcile(ctx context.Context) {
+	pins, _ := filepath.Glob(filepath.Join(d.cfg.RunDir, usernsDir, "*"))
+	for _, pin := range pins {
+		base := filepath.Base(pin)
+		i := strings.LastIndexByte(base, '-')
+		if i > 0 {
+			if r, ok := d.idsOf(base[:i]); ok && d.usernsPath(base[:i], r) == pin {
+				continue
+			}
+		}
+		if err := sandbox.UnpinNS(pin); err != nil {
+			d.log.Warn("remove a stale user namespace pin", "path", pin, "err", err)
+		} else {
+			d.log.Info("removed a stale user namespace pin", "path", pin)
+		}
+	}
+}
+
 // nsMaker makes the profiles' network namespaces: in userns mode inside
 // the profile's own pinned user namespace.
 type nsMaker struct{ d *Daemon }

@@ -118,7 +118,8 @@ func setup(ctx context.Context, daemonBin, runcBin string, quick bool) (*Bench, 
 	if b.Runc, err = newRunc(runcBin, dir, b.CgroupParent); err != nil {
 		return b, err
 	}
-	b.Daemon, b.Client, err = startDaemon(ctx, daemonBin, dir, b.CgroupParent)
+	b.DaemonBin = daemonBin
+	b.Daemon, b.Client, err = startDaemon(ctx, daemonBin, dir, b.CgroupParent, "", nil)
 	return b, err
 }
 
