@@ -59,12 +59,29 @@ func decideIdentity(ctx context.Context, cfg Config) identity {
 	switch err := sandbox.ProbeUserNS(ctx); {
 	case cfg.UserNS == "off":
 		id.mode, id.why = identityUIDRange, "userns is \"off\" in the config: work root is host root"
+	case unreachable(cfg.RunDir) != "":
+		// The runtime binds the root folder from inside the namespace,
+		// as the range's root.
+		id.mode, id.why = identityUIDRange, fmt.Sprintf("run_dir %s: %s, so a root in a user namespace cannot reach its root folder; work root is host root", cfg.RunDir, unreachable(cfg.RunDir))
 	case err != nil:
 		id.mode, id.why = identityUIDRange, fmt.Sprintf("no user namespaces: %v; work root is host root until the phone-kernel mode runs it under its range", err)
 	default:
 		id.mode, id.why = identityUserNS, "the kernel gives user namespaces (a child with CLONE_NEWUSER and a mapping started)"
 	}
 	return id
+}
+
+// unreachable names the first existing folder on the way to dir that other
+// users cannot pass through, or "" when there is none.
+func unreachable(dir string) string {
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Sprintf("%s is mode %04o (no search for other users)", p, fi.Mode().Perm())
+		}
+		if p == "/" {
+			return ""
+		}
+	}
 }
 
 func (d *Daemon) userns() bool { return d.ident.mode == identityUserNS }

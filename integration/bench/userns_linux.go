@@ -74,6 +74,11 @@ func usernsCost(ctx context.Context, b *Bench) ([]Line, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if os.Getenv("WC_BENCH_DEBUG") != "" {
+			fmt.Fprintln(os.Stderr, b.Daemon.tail())
+		}
+	}()
 	sides := []*usernsSide{{name: "userns", c: b.Client, prefix: "ns"}, {name: "off", c: off, prefix: "nsoff"}}
 	for _, s := range sides {
 		for _, p := range []struct {
