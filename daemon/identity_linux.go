@@ -56,9 +56,11 @@ type identity struct {
 // namespaces off.
 func decideIdentity(ctx context.Context, cfg Config) identity {
 	id := identity{pool: idPool{base: cfg.IDBase, size: IDRangeSize, slots: cfg.IDRanges}}
-	switch err := sandbox.ProbeUserNS(ctx); {
-	case cfg.UserNS == "off":
+	if cfg.UserNS == "off" {
 		id.mode, id.why = identityUIDRange, "userns is \"off\" in the config: work root is host root"
+		return id
+	}
+	switch err := sandbox.ProbeUserNS(ctx); {
 	case unreachable(cfg.RunDir) != "":
 		// The runtime binds the root folder from inside the namespace,
 		// as the range's root.
@@ -106,6 +108,24 @@ func (d *Daemon) allocateLocked(name string) (idRange, error) {
 	return r, nil
 }
 
+// checkIDs refuses a recorded range that maps host root or overlaps
+// another profile's (a state folder edited by hand, or restored from
+// elsewhere): two profiles sharing ids would share files and signals.
+func (d *Daemon) checkIDs(name string, r idRange) error {
+	if err := r.idMap().Validate(); err != nil {
+		return api.Errorf(api.ErrConflict, "profile %s: recorded id range %d+%d: %v", name, r.HostID, r.Size, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for other, o := range d.ids {
+		if other != name && uint64(o.HostID) < uint64(r.HostID)+uint64(r.Size) && uint64(r.HostID) < uint64(o.HostID)+uint64(o.Size) {
+			return api.Errorf(api.ErrConflict, "profile %s: recorded id range %d+%d overlaps profile %s's %d+%d; refusing to start it",
+				name, r.HostID, r.Size, other, o.HostID, o.Size)
+		}
+	}
+	return nil
+}
+
 func (d *Daemon) freeIDs(name string) {
 	d.mu.Lock()
 	delete(d.ids, name)
@@ -146,6 +166,9 @@ func (d *Daemon) identityUp(ctx context.Context, p *profile, h *sandbox.HardenOp
 			return fmt.Errorf("record the id range of %s: %w", name, err)
 		}
 		d.log.Info("id range allocated for a profile from before ranges", "profile", name, "host_id", r.HostID, "size", r.Size)
+	}
+	if err := d.checkIDs(name, *p.rec.IDs); err != nil {
+		return err
 	}
 	if !d.userns() {
 		if p.rec.IDs.Shifted {
