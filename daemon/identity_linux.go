@@ -256,7 +256,7 @@ func (d *Daemon) identityDevices(ctx context.Context, p *profile, h *sandbox.Har
 		return fmt.Errorf("devices of profile %s: %w", p.rec.Name, err)
 	}
 	dir := d.devicesDir(p.rec.Name)
-	srcs, err := sandbox.MakeDeviceNodes(ctx, dir, h.Devices, h.UserNS.IDs)
+	srcs, err := sandbox.MakeDeviceNodes(ctx, dir, h.Devices, h.UserNS.IDs, h.DeviceSources)
 	if err != nil {
 		return fmt.Errorf("devices of profile %s: %w", p.rec.Name, err)
 	}

@@ -240,7 +240,12 @@ func MountDeviceDir(ctx context.Context, dir string) error {
 // path to node for HardenOptions.DeviceSources. A host node cannot serve:
 // /dev/net/tun is host root's 0600, and chowning a shared node would hand
 // it to one profile on the host too.
-func MakeDeviceNodes(ctx context.Context, dir string, devs []specs.LinuxDevice, m IDMap) (map[string]string, error) {
+//
+// A device in own (container path to host node) is the profile's own node
+// already, and one that cannot be copied (a binderfs device opens only as
+// itself): it must be that device, it is given the owner and mode instead,
+// and its folder is made 0700 so no host uid reaches it by path.
+func MakeDeviceNodes(ctx context.Context, dir string, devs []specs.LinuxDevice, m IDMap, own map[string]string) (map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -254,6 +259,10 @@ func MakeDeviceNodes(ctx context.Context, dir string, devs []specs.LinuxDevice, 
 		return nil, fmt.Errorf("device nodes: %w", err)
 	}
 	out := map[string]string{}
+	fail := func(err error) (map[string]string, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	for i, d := range devs {
 		var kind uint32
 		switch d.Type {
@@ -262,13 +271,7 @@ func MakeDeviceNodes(ctx context.Context, dir string, devs []specs.LinuxDevice, 
 		case "b":
 			kind = unix.S_IFBLK
 		default:
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("device %s: type %q cannot be bind-mounted: %w", d.Path, d.Type, ErrInvalidSpec)
-		}
-		node := filepath.Join(dir, strconv.Itoa(i))
-		if err := unix.Mknod(node, kind|0o600, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("device node for %s: %w", d.Path, err)
+			return fail(fmt.Errorf("device %s: type %q cannot be bind-mounted: %w", d.Path, d.Type, ErrInvalidSpec))
 		}
 		uid, gid, mode := uint32(0), uint32(0), os.FileMode(0o600)
 		if d.UID != nil {
@@ -281,16 +284,30 @@ func MakeDeviceNodes(ctx context.Context, dir string, devs []specs.LinuxDevice, 
 			mode = *d.FileMode & 0o666
 		}
 		if uid >= m.Size || gid >= m.Size {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("device %s: owner %d:%d is outside the container's %d ids: %w", d.Path, uid, gid, m.Size, ErrInvalidSpec)
+			return fail(fmt.Errorf("device %s: owner %d:%d is outside the container's %d ids: %w", d.Path, uid, gid, m.Size, ErrInvalidSpec))
+		}
+		rdev := unix.Mkdev(uint32(d.Major), uint32(d.Minor))
+		node := filepath.Join(dir, strconv.Itoa(i))
+		if src, ok := own[d.Path]; ok {
+			var st unix.Stat_t
+			if err := unix.Lstat(src, &st); err != nil {
+				return fail(fmt.Errorf("device node for %s: %w", d.Path, err))
+			}
+			if st.Mode&unix.S_IFMT != kind || st.Rdev != rdev {
+				return fail(fmt.Errorf("device %s: %s is not device %d:%d: %w", d.Path, src, d.Major, d.Minor, ErrInvalidSpec))
+			}
+			if err := os.Chmod(filepath.Dir(src), 0o700); err != nil {
+				return fail(fmt.Errorf("device node for %s: %w", d.Path, err))
+			}
+			node = src
+		} else if err := unix.Mknod(node, kind|0o600, int(rdev)); err != nil {
+			return fail(fmt.Errorf("device node for %s: %w", d.Path, err))
 		}
 		if err := unix.Chown(node, int(m.HostID+uid), int(m.HostID+gid)); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("device node for %s: %w", d.Path, err)
+			return fail(fmt.Errorf("device node for %s: %w", d.Path, err))
 		}
 		if err := unix.Chmod(node, uint32(mode)); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("device node for %s: %w", d.Path, err)
+			return fail(fmt.Errorf("device node for %s: %w", d.Path, err))
 		}
 		out[d.Path] = node
 	}

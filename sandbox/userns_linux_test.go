@@ -73,7 +73,7 @@ func TestJoinedUserNSAdministersItsNetwork(t *testing.T) {
 	t.Cleanup(func() { UnpinNS(ns.Path); UnpinNS(net) })
 	tun := specs.LinuxDevice{Path: "/dev/net/tun", Type: "c", Major: 10, Minor: 200, FileMode: ptr(os.FileMode(0o666))}
 	nodes := filepath.Join(dir, "dev")
-	srcs, err := MakeDeviceNodes(context.Background(), nodes, []specs.LinuxDevice{tun}, ns.IDs)
+	srcs, err := MakeDeviceNodes(context.Background(), nodes, []specs.LinuxDevice{tun}, ns.IDs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +94,38 @@ func TestJoinedUserNSAdministersItsNetwork(t *testing.T) {
 	}
 	if code, out := run(t, c, "cat", "/sys/class/net/lo/mtu"); code != 0 || strings.TrimSpace(out) != "65536" {
 		t.Fatalf("the network namespace's own sysfs: exit %d: %q", code, out)
+	}
+}
+
+// TestMakeDeviceNodesOwnNode: a node that must be bound as itself (a
+// binderfs device) is given the range's owner and its folder made 0700;
+// one that is not the device named is refused.
+func TestMakeDeviceNodesOwnNode(t *testing.T) {
+	requireRoot(t)
+	m := IDMap{HostID: 1_700_000_000, Size: 65536}
+	fs := t.TempDir()
+	own := filepath.Join(fs, "binder-work")
+	if err := unix.Mknod(own, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	dev := specs.LinuxDevice{Path: "/dev/binder", Type: "c", Major: 1, Minor: 3, FileMode: ptr(os.FileMode(0o666))}
+	out, err := MakeDeviceNodes(context.Background(), filepath.Join(t.TempDir(), "n"), []specs.LinuxDevice{dev}, m, map[string]string{"/dev/binder": own})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out["/dev/binder"] != own {
+		t.Fatalf("sources %v, want /dev/binder bound from %s itself", out, own)
+	}
+	var st unix.Stat_t
+	unix.Stat(own, &st)
+	if st.Uid != m.HostID || st.Gid != m.HostID || st.Mode&0o777 != 0o666 {
+		t.Fatalf("own node is %d:%d %o, want %d:%d 0666", st.Uid, st.Gid, st.Mode&0o777, m.HostID, m.HostID)
+	}
+	if fi, _ := os.Stat(fs); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("its folder is %v, want 0700", fi.Mode().Perm())
+	}
+	dev.Minor = 5
+	if _, err := MakeDeviceNodes(context.Background(), filepath.Join(t.TempDir(), "n"), []specs.LinuxDevice{dev}, m, map[string]string{"/dev/binder": own}); err == nil || !strings.Contains(err.Error(), "is not device 1:5") {
+		t.Fatalf("a node of another device: err = %v", err)
 	}
 }
