@@ -171,4 +171,9 @@ type VersionInfo struct {
 	CgroupV2  bool   `json:"cgroup_v2"`
 	StateDir  string `json:"state_dir"`
 	DaemonPid int    `json:"daemon_pid"`
+	// Identity is how work's ids relate to the host's: "userns" (each
+	// profile in its own user namespace) or "uid-range" (none: work root
+	// is host root on this kernel for now); IdentityWhy says why.
+	Identity    string `json:"identity,omitempty"`
+	IdentityWhy string `json:"identity_why,omitempty"`
 }

@@ -277,6 +277,14 @@ func (d *Daemon) binderUp(ctx context.Context, p *profile, h *sandbox.HardenOpti
 		Path: containerBinder, Type: "c", Major: int64(major), Minor: int64(minor),
 		FileMode: ptr(os.FileMode(0o666)), UID: ptr(uint32(0)), GID: ptr(uint32(0)),
 	})
+	if bc.binderfs {
+		// A binderfs device opens only as itself: in a user namespace it is
+		// bound, not copied (identity_linux.go).
+		if h.DeviceSources == nil {
+			h.DeviceSources = map[string]string{}
+		}
+		h.DeviceSources[containerBinder] = bc.device
+	}
 	return nil
 }
 

@@ -16,6 +16,11 @@ import (
 // prepare readies what a profile's container runs on and fills the
 // trusted parts of its hardening options. On error nothing is left.
 func (d *Daemon) prepare(ctx context.Context, p *profile, h *sandbox.HardenOptions) error {
+	// Who work's root is comes first: storage and network make what they
+	// make for that identity.
+	if err := d.identityUp(ctx, p, h); err != nil {
+		return err
+	}
 	if err := d.storageUp(ctx, p, h); err != nil {
 		return err
 	}
@@ -28,12 +33,17 @@ func (d *Daemon) prepare(ctx context.Context, p *profile, h *sandbox.HardenOptio
 		d.storageDown(ctx, p)
 		return err
 	}
+	if err := d.identityDevices(ctx, p, h); err != nil {
+		d.release(ctx, p)
+		return err
+	}
 	return nil
 }
 
 // release undoes prepare after the container has stopped. What a stopped
 // profile keeps (its network namespace, its unlocked key) stays.
 func (d *Daemon) release(ctx context.Context, p *profile) {
+	d.identityDown(ctx, p)
 	d.binderDown(ctx, p)
 	d.networkDown(ctx, p)
 	d.storageDown(ctx, p)
@@ -41,7 +51,7 @@ func (d *Daemon) release(ctx context.Context, p *profile) {
 
 // purge deletes what the concerns hold for a profile being removed.
 func (d *Daemon) purge(ctx context.Context, p *profile) error {
-	return errors.Join(d.binderRemove(ctx, p), d.networkRemove(ctx, p), d.storageRemove(ctx, p))
+	return errors.Join(d.binderRemove(ctx, p), d.networkRemove(ctx, p), d.identityRemove(ctx, p), d.storageRemove(ctx, p))
 }
 
 // reconcileConcerns runs at start, after the records are loaded and
@@ -53,5 +63,6 @@ func (d *Daemon) reconcileConcerns(ctx context.Context) error {
 	if err := d.networkReconcile(ctx); err != nil {
 		return err
 	}
+	d.identityReconcile(ctx)
 	return d.binderReconcile(ctx)
 }

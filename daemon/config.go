@@ -84,6 +84,14 @@ type Config struct {
 	Passphrase PassphraseThrottle `json:"passphrase"`
 
 	BinderSettings
+	// UserNS is "auto" (each profile in its own user namespace where the
+	// kernel has them) or "off" (work root is host root: for comparison
+	// and for kernels whose user namespaces misbehave).
+	UserNS string `json:"userns"`
+	// IDBase is where the profiles' host id ranges start; each profile
+	// holds IDRangeSize ids, at most IDRanges profiles at once.
+	IDBase   uint32 `json:"id_base"`
+	IDRanges uint32 `json:"id_ranges"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -136,6 +144,10 @@ func DefaultConfig() Config {
 		StopTimeoutMax: Duration(5 * time.Minute),
 		// Android's Gatekeeper: five free tries, then 30 s, doubling.
 		Passphrase: PassphraseThrottle{FreeTries: 5, Backoff: Duration(30 * time.Second), BackoffMax: Duration(24 * time.Hour)},
+
+		UserNS:   "auto",
+		IDBase:   DefaultIDBase,
+		IDRanges: DefaultIDRanges,
 	}
 }
 
@@ -205,6 +217,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateServer(); err != nil {
+		return err
+	}
+	if err := c.validateIdentity(); err != nil {
 		return err
 	}
 	return c.validateBinder()

@@ -61,7 +61,12 @@ func TestConfigValidateNamesField(t *testing.T) {
 		"selinux_label":       func(c *Config) { c.SELinuxLabel = "workcell_app" },
 		"selinux_mount_label": func(c *Config) { c.SELinuxMountLabel = "u:object_r:x:s0\n" },
 		"apparmor_profile":    func(c *Config) { c.AppArmorProfile = "work profile" },
+		"userns":              func(c *Config) { c.UserNS = "on" },
+		"id_ranges":           func(c *Config) { c.IDRanges = 0 },
+		"id_base":             func(c *Config) { c.IDBase = 0 },
+		"id_base high":        func(c *Config) { c.IDBase = 4_290_000_000 },
 	} {
+		field, _, _ = strings.Cut(field, " ")
 		c := DefaultConfig()
 		mut(&c)
 		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), field) {

@@ -34,6 +34,8 @@ type Daemon struct {
 	net *netns.Manager
 	// bnd owns the profiles' binder contexts (binder_linux.go).
 	bnd binders
+	// ident is how work's ids relate to the host's (identity_linux.go).
+	ident identity
 
 	// ctx ends when the daemon closes; it bounds the watchers.
 	ctx    context.Context
@@ -44,6 +46,9 @@ type Daemon struct {
 
 	mu       sync.Mutex
 	profiles map[string]*profile
+	// ids are the profiles' id ranges, as their records (and installs
+	// under way) hold them: the allocator's view.
+	ids map[string]idRange
 }
 
 // profile is one profile in memory. mu serialises operations on it.
@@ -106,7 +111,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("container runtime: %w", err)
 	}
 	dctx, cancel := context.WithCancel(context.Background())
-	d := &Daemon{cfg: cfg, log: log, rt: rt, store: st, bus: newBus(), lock: lock, ctx: dctx, cancel: cancel, profiles: map[string]*profile{}}
+	d := &Daemon{cfg: cfg, log: log, rt: rt, store: st, bus: newBus(), lock: lock, ctx: dctx, cancel: cancel, profiles: map[string]*profile{}, ids: map[string]idRange{}}
+	if err := d.openIdentity(ctx); err != nil {
+		d.Close(ctx)
+		return nil, err
+	}
 	if err := d.reconcile(ctx); err != nil {
 		d.Close(ctx)
 		return nil, fmt.Errorf("reconcile: %w", err)
@@ -263,11 +272,23 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 		d.mu.Unlock()
 		return api.Profile{}, api.Errorf(api.ErrConflict, "profile %s already exists", req.Name)
 	}
+	ids, err := d.allocateLocked(req.Name)
+	if err != nil {
+		d.mu.Unlock()
+		return api.Profile{}, err
+	}
 	d.profiles[req.Name] = p
 	d.mu.Unlock()
 
-	p.rec = record{Name: req.Name, State: api.StateLocked, Limits: req.Limits, NoStandby: req.NoStandby, CreatedAt: time.Now().UTC()}
-	err := d.store.install(p.rec, req.Bundle, func(bundle string) error {
+	// In userns mode the copy is owned by the range: shifted once, here.
+	var shift *sandbox.IDMap
+	if d.userns() {
+		m := ids.idMap()
+		shift = &m
+		ids.Shifted = true
+	}
+	p.rec = record{Name: req.Name, State: api.StateLocked, Limits: req.Limits, NoStandby: req.NoStandby, CreatedAt: time.Now().UTC(), IDs: &ids}
+	err = d.store.install(p.rec, req.Bundle, shift, func(bundle string) error {
 		if _, err := sandbox.LoadBundle(bundle); err != nil {
 			return api.Errorf(api.ErrInvalidArgument, "bundle %s, as copied: %s", req.Bundle, oneLine(err))
 		}
@@ -276,6 +297,7 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	d.mu.Lock()
 	if err != nil {
 		delete(d.profiles, req.Name)
+		delete(d.ids, req.Name)
 	} else {
 		p.installing = false
 	}
@@ -343,8 +365,11 @@ func (d *Daemon) Remove(ctx context.Context, name string) error {
 	if err := d.store.remove(name); err != nil {
 		return err
 	}
+	// The range is free only now: every file it owned went with the
+	// profile's data and folder.
 	d.mu.Lock()
 	delete(d.profiles, name)
+	delete(d.ids, name)
 	d.mu.Unlock()
 	d.log.Info("profile removed", "profile", name)
 	d.bus.publish(api.Event{Time: time.Now().UTC(), Profile: name, State: api.StateAbsent, Reason: "removed"})
@@ -602,7 +627,8 @@ func (d *Daemon) watch(p *profile, c *sandbox.Container) {
 
 // Version describes the daemon.
 func (d *Daemon) Version() api.VersionInfo {
-	return api.VersionInfo{Version: Version, API: api.Version, CgroupV2: sandbox.CgroupV2(), StateDir: d.cfg.StateDir, DaemonPid: os.Getpid()}
+	return api.VersionInfo{Version: Version, API: api.Version, CgroupV2: sandbox.CgroupV2(), StateDir: d.cfg.StateDir, DaemonPid: os.Getpid(),
+		Identity: string(d.ident.mode), IdentityWhy: d.ident.why}
 }
 
 // Version is the daemon's version, set at link time.

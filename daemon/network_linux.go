@@ -48,7 +48,7 @@ var defaultNetwork = netns.Settings{Mode: netns.ModeDirect}
 
 // openNetwork makes the daemon's network manager; it runs once, at start.
 func (d *Daemon) openNetwork() error {
-	opts := []netns.Option{netns.WithLogger(d.log.With("concern", "network")), netns.WithDNSChange(d.resolversChanged)}
+	opts := []netns.Option{netns.WithLogger(d.log.With("concern", "network")), netns.WithDNSChange(d.resolversChanged), netns.WithNSMaker(nsMaker{d})}
 	if d.cfg.NetPool != "" {
 		pool, err := netip.ParsePrefix(d.cfg.NetPool)
 		if err != nil {

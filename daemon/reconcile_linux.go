@@ -43,6 +43,9 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		known[name] = true
 		p := &profile{rec: rec}
 		d.profiles[name] = p
+		if rec.IDs != nil {
+			d.ids[name] = *rec.IDs
+		}
 		if err := d.adopt(ctx, p); err != nil {
 			d.log.Error("reconcile profile", "profile", name, "err", err)
 		}

@@ -201,6 +201,9 @@ func (d *Daemon) storageUp(ctx context.Context, p *profile, h *sandbox.HardenOpt
 	if err := images.Unmount(ctx, target); err != nil { // a stale one
 		return err
 	}
+	if err := d.identityRootfs(h, filepath.Join(data, "upper"), target); err != nil {
+		return err
+	}
 	if err := images.MountOverlay(ctx, []string{lower}, filepath.Join(data, "upper"), filepath.Join(data, "work"), target); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/workcell/workcell/api"
 	"github.com/workcell/workcell/internal/atomicfile"
+	"github.com/workcell/workcell/sandbox"
 )
 
 // record is what the daemon keeps on disk about one profile. The kernel
@@ -28,6 +29,9 @@ type record struct {
 	NoStandby bool       `json:"no_standby,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
+	// IDs is the profile's host id range (identity_linux.go); a record
+	// from before ranges has none until its next start.
+	IDs *idRange `json:"ids,omitempty"`
 }
 
 // The layout of the state directory:
@@ -175,10 +179,11 @@ func (s *store) cleanPartial() ([]string, error) {
 	return cleaned, errors.Join(errs...)
 }
 
-// install imports a bundle as profile rec.Name. check runs on the copied
+// install imports a bundle as profile rec.Name; with shift, the copy's
+// owners are shifted into that id range. check runs on the copied
 // bundle (so what is validated is what runs). Nothing of the profile is
 // visible until the final rename; on any error nothing is left.
-func (s *store) install(rec record, src string, check func(bundle string) error) (err error) {
+func (s *store) install(rec record, src string, shift *sandbox.IDMap, check func(bundle string) error) (err error) {
 	tmp, err := os.MkdirTemp(s.root, installPrefix+rec.Name+"-")
 	if err != nil {
 		return fmt.Errorf("make install folder: %w", err)
@@ -188,7 +193,7 @@ func (s *store) install(rec record, src string, check func(bundle string) error)
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := copyTree(src, filepath.Join(tmp, bundleDir)); err != nil {
+	if err := copyTree(src, filepath.Join(tmp, bundleDir), shift); err != nil {
 		return err
 	}
 	if err := check(filepath.Join(tmp, bundleDir)); err != nil {
@@ -233,9 +238,10 @@ func (s *store) remove(name string) error {
 }
 
 // copyTree copies a bundle: folders, regular files and symlinks, with
-// modes and owners. Device nodes, sockets and fifos are refused: a
-// bundle brings files, not access to host devices.
-func copyTree(src, dst string) error {
+// modes and owners (with shift, owners shifted into its range). Device
+// nodes, sockets and fifos are refused: a bundle brings files, not access
+// to host devices.
+func copyTree(src, dst string, shift *sandbox.IDMap) error {
 	st, err := os.Stat(src)
 	if err != nil {
 		return api.Errorf(api.ErrInvalidArgument, "bundle %s: %w", src, err)
@@ -275,13 +281,17 @@ func copyTree(src, dst string) error {
 			return api.Errorf(api.ErrInvalidArgument, "bundle: %s is a %s: only folders, files and symlinks are allowed", path, fileKind(mode))
 		}
 		if sys, ok := info.Sys().(*syscall.Stat_t); ok {
-			if err := os.Lchown(target, int(sys.Uid), int(sys.Gid)); err != nil {
+			uid, gid := sys.Uid, sys.Gid
+			if shift != nil {
+				uid, gid = shift.Shift(uid), shift.Shift(gid)
+			}
+			if err := os.Lchown(target, int(uid), int(gid)); err != nil {
 				return fmt.Errorf("copy bundle: chown %s: %w", target, err)
 			}
 		}
-		if mode.IsDir() {
-			// Set the exact mode after Mkdir, which the umask trimmed;
-			// special bits too.
+		if mode&fs.ModeSymlink == 0 {
+			// The exact mode after the chown, which cleared setuid and
+			// setgid, and after Mkdir, which the umask trimmed.
 			return os.Chmod(target, mode.Perm()|mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
 		}
 		return nil

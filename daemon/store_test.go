@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/workcell/workcell/api"
+	"github.com/workcell/workcell/sandbox"
 )
 
 func newTestStore(t *testing.T) *store {
@@ -107,7 +108,7 @@ func TestInstallCopiesAndIsAtomic(t *testing.T) {
 	s := newTestStore(t)
 	src := writeBundle(t)
 	rec := record{Name: "work", State: api.StateStopped}
-	if err := s.install(rec, src, func(string) error { return nil }); err != nil {
+	if err := s.install(rec, src, nil, func(string) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.RemoveAll(src); err != nil {
@@ -123,7 +124,7 @@ func TestInstallCopiesAndIsAtomic(t *testing.T) {
 	if l, err := os.Readlink(filepath.Join(s.bundle("work"), "rootfs", "bin", "alias")); err != nil || l != "tool" {
 		t.Fatalf("symlink = %q, %v", l, err)
 	}
-	if err := s.install(rec, writeBundle(t), func(string) error { return nil }); !errors.Is(err, api.ErrConflict) {
+	if err := s.install(rec, writeBundle(t), nil, func(string) error { return nil }); !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("second install = %v, want conflict", err)
 	}
 	assertNoPartial(t, s)
@@ -171,7 +172,7 @@ func TestInstallFailuresLeaveNothing(t *testing.T) {
 					return nil
 				}
 			}
-			err := s.install(record{Name: "work"}, tc.src(t), check)
+			err := s.install(record{Name: "work"}, tc.src(t), nil, check)
 			if err == nil {
 				t.Fatal("install succeeded")
 			}
@@ -213,7 +214,7 @@ func TestCleanPartialRollsBackInstallAndFinishesRemove(t *testing.T) {
 
 func TestRemoveDeletesEverything(t *testing.T) {
 	s := newTestStore(t)
-	if err := s.install(record{Name: "work"}, writeBundle(t), func(string) error { return nil }); err != nil {
+	if err := s.install(record{Name: "work"}, writeBundle(t), nil, func(string) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.remove("work"); err != nil {
@@ -234,5 +235,41 @@ func TestLoadRejectsCorruptRecord(t *testing.T) {
 	os.WriteFile(filepath.Join(s.dir("work"), recordFile), []byte(`{"name":"other"}`), 0o600)
 	if _, err := s.load("work"); err == nil || !strings.Contains(err.Error(), `names profile "other"`) {
 		t.Fatalf("load = %v, want a name mismatch", err)
+	}
+}
+
+// TestInstallShiftsOwners: with a range, the copy is owned by the range
+// (root's files by its first id, uid 1000's by base+1000), and a setuid
+// file keeps its bit, which the chown alone would clear.
+func TestInstallShiftsOwners(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (it chowns files): run it as root")
+	}
+	s := newTestStore(t)
+	src := writeBundle(t)
+	su := filepath.Join(src, "rootfs", "bin", "su")
+	if err := os.WriteFile(su, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Chmod(su, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	os.Lchown(filepath.Join(src, "rootfs", "bin", "tool"), 1000, 1000)
+	m := sandbox.IDMap{HostID: 1_000_000_000, Size: 65536}
+	if err := s.install(record{Name: "work"}, src, &m, func(string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for rel, want := range map[string]uint32{"rootfs": m.HostID, "rootfs/bin/tool": m.HostID + 1000, "rootfs/bin/alias": m.HostID, "rootfs/bin/su": m.HostID} {
+		fi, err := os.Lstat(filepath.Join(s.bundle("work"), rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != want || st.Gid != want {
+			t.Errorf("%s is owned by %d:%d, want %d:%d", rel, st.Uid, st.Gid, want, want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(s.bundle("work"), "rootfs", "bin", "su")); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Fatalf("su lost its setuid bit in the shifted copy: %v %v", fi.Mode(), err)
 	}
 }

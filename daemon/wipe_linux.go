@@ -208,6 +208,7 @@ func (d *Daemon) runWipe(ctx context.Context, p *profile, j wipeJournal, atStart
 	d.mu.Lock()
 	if d.profiles[name] == p {
 		delete(d.profiles, name)
+		delete(d.ids, name) // its files are gone: the range is free
 	}
 	d.mu.Unlock()
 	d.crashPoint("records")

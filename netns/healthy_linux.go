@@ -32,7 +32,11 @@ func (m *Manager) Healthy(ctx context.Context, profile string, s Settings) bool 
 	if !ok {
 		return false
 	}
+	current := m.maker == nil || m.maker.NetNSCurrent(profile, int(ns))
 	ns.Close()
+	if !current {
+		return false
+	}
 	l, err := m.host.LinkByName(ps.HostIf)
 	if err != nil || l.Attrs().OperState != netlink.OperUp {
 		return false

@@ -41,6 +41,26 @@ type options struct {
 	hostNS     string
 	resolvConf string
 	onDNS      func(profile string, resolvConf []byte)
+	maker      NSMaker
+}
+
+// NSMaker makes the network namespaces of profiles that must be owned by
+// another user namespace than the Manager's (a profile whose root runs in
+// a user namespace of its own administers its own network: its VPN client
+// makes a tunnel there).
+type NSMaker interface {
+	// MakeNetNS pins a new network namespace for profile at path, which
+	// holds none; handled false means: a plain one (unshare) will do.
+	MakeNetNS(ctx context.Context, profile, path string) (handled bool, err error)
+	// NetNSCurrent reports whether the namespace open as fd is one
+	// MakeNetNS (or the plain way) would make for profile now; one that is
+	// not is made again, with the same addresses.
+	NetNSCurrent(profile string, fd int) bool
+}
+
+// WithNSMaker has the Manager make profile namespaces through mk.
+func WithNSMaker(mk NSMaker) Option {
+	return func(o *options) error { o.maker = mk; return nil }
 }
 
 // Option configures a Manager.
@@ -117,6 +137,7 @@ type Manager struct {
 	log        *slog.Logger
 	resolvConf string
 	onDNS      func(profile string, resolvConf []byte)
+	maker      NSMaker
 	hostNS     vns.NsHandle
 	host       *netlink.Handle
 	st         *state
@@ -147,7 +168,7 @@ func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open host network namespace %q: %w", o.hostNS, err)
 	}
-	m := &Manager{runDir: runDir, stateFile: stateFile, pool: o.pool, log: o.log, resolvConf: o.resolvConf, onDNS: o.onDNS, hostNS: h, applied: map[string]profileRules{}}
+	m := &Manager{runDir: runDir, stateFile: stateFile, pool: o.pool, log: o.log, resolvConf: o.resolvConf, onDNS: o.onDNS, maker: o.maker, hostNS: h, applied: map[string]profileRules{}}
 	if m.host, err = netlink.NewHandleAt(h); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("netlink in host namespace: %w", err)
@@ -408,9 +429,19 @@ func (m *Manager) ensure(ctx context.Context, profile string, s Settings) (*Info
 
 	path := m.nsPath(profile)
 	ns, ok := openPinned(path)
+	if ok && m.maker != nil && !m.maker.NetNSCurrent(profile, int(ns)) {
+		// Made for another owner (before user namespaces, or with them
+		// switched off since): made again, its links with it.
+		ns.Close()
+		ok = false
+		if err := unpin(path); err != nil {
+			return nil, fmt.Errorf("profile %s: %w", profile, err)
+		}
+		m.log.Info("profile namespace has another owner: making it again", "profile", profile)
+	}
 	if !ok {
 		var err error
-		if ns, err = pinNewNS(path); err != nil {
+		if ns, err = m.pinNew(ctx, profile, path); err != nil {
 			return nil, fmt.Errorf("profile %s: %w", profile, err)
 		}
 		m.log.Info("pinned profile namespace", "profile", profile, "path", path)
@@ -429,6 +460,24 @@ func (m *Manager) ensure(ctx context.Context, profile string, s Settings) (*Info
 		NSPath: path, Addr: work, Gateway: gw, Addr6: work6, Gateway6: gw6, HostIf: hostIf,
 		DNS: pr.DNS, ResolvConf: resolvConf(pr.DNS),
 	}, nil
+}
+
+// pinNew makes the profile's namespace, through the NSMaker if it takes it.
+func (m *Manager) pinNew(ctx context.Context, profile, path string) (vns.NsHandle, error) {
+	if m.maker != nil {
+		handled, err := m.maker.MakeNetNS(ctx, profile, path)
+		if err != nil {
+			return vns.None(), err
+		}
+		if handled {
+			h, ok := openPinned(path)
+			if !ok {
+				return vns.None(), fmt.Errorf("pin namespace at %s: not a namespace after it was made", path)
+			}
+			return h, nil
+		}
+	}
+	return pinNewNS(path)
 }
 
 func resolvConf(dns []netip.Addr) []byte {

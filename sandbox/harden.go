@@ -61,6 +61,13 @@ type HardenOptions struct {
 	// OOMScoreAdj is the least oom_score_adj the container's processes get
 	// (a bundle may ask for more); 0 means DefaultOOMScoreAdj.
 	OOMScoreAdj int
+	// UserNS, when set, runs the container in a user namespace: its root
+	// is an unprivileged host uid of the profile's range. Devices are then
+	// bind-mounted from the host (a user namespace cannot mknod): from
+	// DeviceSources[path] where the host node has another path than the
+	// container's, else from the same path.
+	UserNS        *UserNS
+	DeviceSources map[string]string
 }
 
 // DefaultOOMScoreAdj is the container's oom_score_adj unless the daemon or
@@ -214,9 +221,9 @@ func rootfsPath(bundleDir string, spec *specs.Spec) (string, error) {
 // all violations joined; each is a *FieldError naming its field, and each
 // wraps ErrInvalidSpec.
 //
-// User and time namespaces are refused: the work container runs without a
-// user namespace (the phone's kernels differ too much in their support) and
-// a time namespace buys nothing here.
+// User and time namespaces are refused: whether the work container gets a
+// user namespace, and its mapping, is the daemon's decision
+// (HardenOptions.UserNS), and a time namespace buys nothing here.
 func Validate(spec *specs.Spec) error {
 	if spec == nil {
 		return &FieldError{"(root)", "no spec"}
@@ -346,10 +353,10 @@ func validateLinux(l *specs.Linux, bad func(field, format string, a ...any)) {
 		}
 	}
 	if len(l.UIDMappings) > 0 {
-		bad("linux.uidMappings", "user namespaces are not supported")
+		bad("linux.uidMappings", "the user namespace and its mapping are the daemon's to decide")
 	}
 	if len(l.GIDMappings) > 0 {
-		bad("linux.gidMappings", "user namespaces are not supported")
+		bad("linux.gidMappings", "the user namespace and its mapping are the daemon's to decide")
 	}
 	for i, d := range l.Devices {
 		bad(fmt.Sprintf("linux.devices[%d]", i), "device %s is not allowed; devices come from the daemon", d.Path)
@@ -525,6 +532,9 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 		{Type: specs.NetworkNamespace, Path: opts.NetNSPath},
 		{Type: specs.CgroupNamespace},
 	}
+	if err := hardenUserNS(s, opts); err != nil {
+		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
+	}
 	l.MaskedPaths = union(defaultMaskedPaths, l.MaskedPaths)
 	l.ReadonlyPaths = union(defaultReadonlyPaths, l.ReadonlyPaths)
 	if slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" }) {
@@ -541,7 +551,9 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 	// Deny all, then libcontainer's defaults (specconv.AllowedDevices) and
 	// the daemon's own devices are allowed.
 	r.Devices = []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
-	l.Devices = slices.Clone(opts.Devices)
+	if opts.UserNS == nil {
+		l.Devices = slices.Clone(opts.Devices)
+	}
 	for _, d := range opts.Devices {
 		major, minor := d.Major, d.Minor
 		r.Devices = append(r.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
@@ -585,6 +597,38 @@ func hardenProcessLimits(p *specs.Process, opts HardenOptions) error {
 	}
 	if p.OOMScoreAdj == nil || *p.OOMScoreAdj < oom {
 		p.OOMScoreAdj = &oom
+	}
+	return nil
+}
+
+// hardenUserNS puts the container in the daemon's user namespace: joined
+// by path (the mapping is the pin's) or new with opts.UserNS.IDs, and makes
+// the daemon's devices bind mounts of the host's nodes, which keep their
+// host owner and mode.
+func hardenUserNS(s *specs.Spec, opts HardenOptions) error {
+	u := opts.UserNS
+	if u == nil {
+		return nil
+	}
+	if err := u.IDs.Validate(); err != nil {
+		return err
+	}
+	l := s.Linux
+	l.Namespaces = append(l.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: u.Path})
+	l.UIDMappings, l.GIDMappings = nil, nil
+	if u.Path == "" {
+		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: u.IDs.HostID, Size: u.IDs.Size}}
+		l.UIDMappings, l.GIDMappings = m, slices.Clone(m)
+	}
+	for _, d := range opts.Devices {
+		src := d.Path
+		if p, ok := opts.DeviceSources[d.Path]; ok {
+			src = p
+		}
+		if !filepath.IsAbs(src) || !filepath.IsAbs(d.Path) {
+			return fmt.Errorf("device %s from %q: not an absolute path: %w", d.Path, src, ErrInvalidSpec)
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: d.Path, Type: "bind", Source: src, Options: []string{"bind", "nosuid", "noexec"}})
 	}
 	return nil
 }

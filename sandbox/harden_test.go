@@ -438,6 +438,11 @@ func TestHardenRefuses(t *testing.T) {
 		{"extra capability that is not one", HardenOptions{ID: "c", ExtraCapabilities: []string{"net_admin"}}, "extra capability"},
 		{"negative oom score", HardenOptions{ID: "c", OOMScoreAdj: -1000}, "oom_score_adj"},
 		{"oom score above 1000", HardenOptions{ID: "c", OOMScoreAdj: 1001}, "oom_score_adj"},
+		{"user namespace mapping host root", HardenOptions{ID: "c", UserNS: &UserNS{IDs: IDMap{HostID: 0, Size: 65536}}}, "host root"},
+		{"user namespace without ids", HardenOptions{ID: "c", UserNS: &UserNS{IDs: IDMap{HostID: 100000}}}, "size 0"},
+		{"user namespace range past the last uid", HardenOptions{ID: "c", UserNS: &UserNS{IDs: IDMap{HostID: 1<<32 - 10, Size: 65536}}}, "last uid"},
+		{"device source not absolute", HardenOptions{ID: "c", UserNS: &UserNS{IDs: IDMap{HostID: 100000, Size: 65536}},
+			Devices: []specs.LinuxDevice{{Path: "/dev/binder", Type: "c"}}, DeviceSources: map[string]string{"/dev/binder": "nodes/0"}}, "not an absolute path"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -704,5 +709,79 @@ func TestLoadBundleRefusesHugeConfig(t *testing.T) {
 	}
 	if _, err := LoadBundle(dir); !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("err = %v, want a refusal of the size", err)
+	}
+}
+
+// TestHardenUserNS: the daemon's user namespace is added (new with the
+// mapping, or joined by path without one), and the daemon's devices become
+// bind mounts of their host nodes, because a user namespace cannot mknod
+// and libcontainer would bind the container path's host node, which for
+// the binder context is the host's own /dev/binder.
+func TestHardenUserNS(t *testing.T) {
+	ids := IDMap{HostID: 1_000_000_000, Size: 65536}
+	devs := []specs.LinuxDevice{{Path: "/dev/binder", Type: "c", Major: 10, Minor: 60}, {Path: "/dev/net/tun", Type: "c", Major: 10, Minor: 200}}
+	t.Run("new namespace", func(t *testing.T) {
+		out, err := Harden(testbundle.Spec(), hardenDir(t), HardenOptions{ID: "c", UserNS: &UserNS{IDs: ids}, Devices: devs,
+			DeviceSources: map[string]string{"/dev/binder": "/run/workcell/dev/c/0"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := out.Linux
+		if !slices.Contains(l.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace}) {
+			t.Fatalf("namespaces %v lack a new user namespace", l.Namespaces)
+		}
+		want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: ids.HostID, Size: ids.Size}}
+		if !slices.Equal(l.UIDMappings, want) || !slices.Equal(l.GIDMappings, want) {
+			t.Fatalf("mappings uid %v gid %v, want %v", l.UIDMappings, l.GIDMappings, want)
+		}
+		if len(l.Devices) != 0 {
+			t.Fatalf("devices %v would be made by libcontainer from their container path", l.Devices)
+		}
+		binds := map[string]string{}
+		for _, m := range out.Mounts {
+			if m.Type == "bind" {
+				binds[m.Destination] = m.Source
+			}
+		}
+		if binds["/dev/binder"] != "/run/workcell/dev/c/0" || binds["/dev/net/tun"] != "/dev/net/tun" {
+			t.Fatalf("device binds %v, want /dev/binder from the daemon's node and /dev/net/tun from the host's", binds)
+		}
+		for _, d := range devs {
+			if !slices.ContainsFunc(l.Resources.Devices, func(r specs.LinuxDeviceCgroup) bool {
+				return r.Allow && r.Major != nil && *r.Major == d.Major && *r.Minor == d.Minor
+			}) {
+				t.Errorf("no cgroup rule allows %s", d.Path)
+			}
+		}
+	})
+	t.Run("joined by path", func(t *testing.T) {
+		out, err := Harden(testbundle.Spec(), hardenDir(t), HardenOptions{ID: "c", UserNS: &UserNS{IDs: ids, Path: "/run/workcell/userns/c-1000000000"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(out.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/run/workcell/userns/c-1000000000"}) {
+			t.Fatalf("namespaces %v do not join the pinned user namespace", out.Linux.Namespaces)
+		}
+		if out.Linux.UIDMappings != nil || out.Linux.GIDMappings != nil {
+			t.Fatalf("a joined user namespace with mappings too: libcontainer refuses that")
+		}
+	})
+	t.Run("without it, no user namespace", func(t *testing.T) {
+		out, err := Harden(testbundle.Spec(), hardenDir(t), HardenOptions{ID: "c", Devices: devs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(out.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.UserNamespace }) || len(out.Linux.Devices) != 2 {
+			t.Fatalf("namespaces %v devices %v", out.Linux.Namespaces, out.Linux.Devices)
+		}
+	})
+}
+
+func TestIDMapShift(t *testing.T) {
+	m := IDMap{HostID: 1_000_000_000, Size: 65536}
+	for in, want := range map[uint32]uint32{0: 1_000_000_000, 1000: 1_000_001_000, 65535: 1_000_065_535, 65536: 65536, 1_000_000_005: 1_000_000_005, 4294967294: 4294967294} {
+		if got := m.Shift(in); got != want {
+			t.Errorf("Shift(%d) = %d, want %d", in, got, want)
+		}
 	}
 }

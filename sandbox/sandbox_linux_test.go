@@ -102,10 +102,16 @@ func newID(t *testing.T) string {
 // startContainer starts a busybox container and stops it at cleanup.
 func startContainer(t *testing.T, rt *Runtime, limits Limits, args ...string) *Container {
 	t.Helper()
+	return startContainerWith(t, rt, testbundle.Busybox(t, args...), HardenOptions{Limits: limits})
+}
+
+// startContainerWith starts the bundle with h and stops it at cleanup.
+func startContainerWith(t *testing.T, rt *Runtime, bundle string, h HardenOptions) *Container {
+	t.Helper()
 	id := newID(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := rt.Start(ctx, Spec{ID: id, BundleDir: testbundle.Busybox(t, args...), Harden: HardenOptions{Limits: limits}})
+	c, err := rt.Start(ctx, Spec{ID: id, BundleDir: bundle, Harden: h})
 	if err != nil {
 		t.Fatalf("start %s: %v", id, err)
 	}
@@ -146,9 +152,69 @@ func run(t *testing.T, c *Container, args ...string) (int, string) {
 	return code, string(b)
 }
 
+// TestStartRunsIsolatedContainer runs the isolation checks on a container
+// whose root is host root and on one in its own user namespace.
 func TestStartRunsIsolatedContainer(t *testing.T) {
 	rt, _ := newRuntime(t)
-	c := startContainer(t, rt, Limits{})
+	t.Run("host ids", func(t *testing.T) {
+		testIsolated(t, startContainer(t, rt, Limits{}))
+	})
+	t.Run("user namespace", func(t *testing.T) {
+		bundle, ns := userNSBundle(t)
+		c := startContainerWith(t, rt, bundle, HardenOptions{UserNS: ns})
+		testIsolated(t, c)
+		t.Run("uid_map is not the identity", func(t *testing.T) {
+			_, out := run(t, c, "cat", "/proc/self/uid_map", "/proc/self/gid_map")
+			want := fmt.Sprintf("0 %d %d", ns.IDs.HostID, ns.IDs.Size)
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != want || strings.Join(strings.Fields(lines[1]), " ") != want {
+				t.Fatalf("uid_map and gid_map = %q, want %q twice", out, want)
+			}
+		})
+		t.Run("root's file is the mapped uid's on the host", func(t *testing.T) {
+			if code, out := run(t, c, "sh", "-c", "echo x > /tmp/by-root && chown 1000:1000 /tmp/by-root && echo y > /tmp/root-owned"); code != 0 {
+				t.Fatalf("write as root: exit %d: %s", code, out)
+			}
+			for _, f := range []struct {
+				name string
+				id   uint32
+			}{{"by-root", ns.IDs.HostID + 1000}, {"root-owned", ns.IDs.HostID}} {
+				fi, err := os.Stat(filepath.Join(bundle, "rootfs", "tmp", f.name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				st := fi.Sys().(*syscall.Stat_t)
+				if st.Uid != f.id || st.Gid != f.id {
+					t.Fatalf("/tmp/%s on the host is %d:%d, want %d:%d", f.name, st.Uid, st.Gid, f.id, f.id)
+				}
+			}
+		})
+	})
+}
+
+// userNSBundle is a busybox bundle whose files are shifted into a fresh
+// range, with folders above it that the range's root may traverse.
+func userNSBundle(t *testing.T) (string, *UserNS) {
+	t.Helper()
+	if err := ProbeUserNS(context.Background()); err != nil {
+		t.Fatalf("this test needs user namespaces: %v", err)
+	}
+	bundle := testbundle.Busybox(t)
+	m := IDMap{HostID: 1_800_000_000 + uint32(os.Getpid()%1000)*65536, Size: 65536}
+	if err := ShiftTree(context.Background(), filepath.Join(bundle, "rootfs"), m); err != nil {
+		t.Fatal(err)
+	}
+	for d := bundle; d != "/"; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o011 == 0 {
+			if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return bundle, &UserNS{IDs: m}
+}
+
+func testIsolated(t *testing.T, c *Container) {
 	ctx := context.Background()
 
 	if st, err := c.State(ctx); err != nil || st != Running {

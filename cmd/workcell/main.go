@@ -381,6 +381,9 @@ func cmdVersion(c *cli.Context) error {
 		return printJSON(c, v)
 	}
 	fmt.Fprintf(c.App.Writer, "workcelld %s (api %s, cgroup v2: %t, pid %d)\n", v.Version, v.API, v.CgroupV2, v.DaemonPid)
+	if v.Identity != "" {
+		fmt.Fprintf(c.App.Writer, "identity: %s (%s)\n", v.Identity, v.IdentityWhy)
+	}
 	return nil
 }
 

@@ -24,6 +24,8 @@ type Bench struct {
 	Client *api.Client
 	Daemon *Daemon
 	Runc   *Runc
+	// DaemonBin is the workcelld binary, for rows that start another.
+	DaemonBin string
 	// Dir is the run's temp folder; everything the run makes lives in it.
 	Dir string
 	// CgroupParent is the cgroup (below each hierarchy's root) that holds
@@ -115,9 +117,13 @@ type Daemon struct {
 }
 
 // startDaemon runs workcelld on state, run dir and socket inside dir, with
-// a config file naming the run's own cgroup parent.
-func startDaemon(ctx context.Context, bin, dir, cgroupParent string) (*Daemon, *api.Client, error) {
+// a config file naming the run's own cgroup parent (and extra's settings),
+// in the network namespace ns (a new one of the run's when empty).
+func startDaemon(ctx context.Context, bin, dir, cgroupParent, ns string, extra map[string]any) (*Daemon, *api.Client, error) {
 	cfg := map[string]any{"cgroup_parent": cgroupParent, "stop_timeout": "2s"}
+	for k, v := range extra {
+		cfg[k] = v
+	}
 	data, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(dir, "workcelld.json")
 	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
@@ -132,9 +138,10 @@ func startDaemon(ctx context.Context, bin, dir, cgroupParent string) (*Daemon, *
 	defer logf.Close()
 	// Its own network namespace: the profiles' veths and rules never
 	// touch the machine's network.
-	ns, err := newDaemonNetNS()
-	if err != nil {
-		return nil, nil, err
+	if ns == "" {
+		if ns, err = newDaemonNetNS(); err != nil {
+			return nil, nil, err
+		}
 	}
 	d.cmd = exec.Command("nsenter", "--net="+ns, "--", bin, "--config", cfgPath,
 		"--state-dir", filepath.Join(dir, "state"), "--run-dir", filepath.Join(dir, "run"),

@@ -105,6 +105,12 @@ func setup(ctx context.Context, daemonBin, runcBin string, quick bool) (*Bench, 
 	if err != nil {
 		return nil, err
 	}
+	// A profile's root in its user namespace passes through the run
+	// folder to reach its root folder (the daemon's default /run/workcell
+	// is 0755).
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
 	b := &Bench{
 		Dir:          dir,
 		CgroupParent: fmt.Sprintf("/workcell-bench-%d", os.Getpid()),
@@ -118,7 +124,8 @@ func setup(ctx context.Context, daemonBin, runcBin string, quick bool) (*Bench, 
 	if b.Runc, err = newRunc(runcBin, dir, b.CgroupParent); err != nil {
 		return b, err
 	}
-	b.Daemon, b.Client, err = startDaemon(ctx, daemonBin, dir, b.CgroupParent)
+	b.DaemonBin = daemonBin
+	b.Daemon, b.Client, err = startDaemon(ctx, daemonBin, dir, b.CgroupParent, "", nil)
 	return b, err
 }
 

@@ -50,6 +50,11 @@ if [ $rc -eq 0 ]; then
   run $W/workcell binder services work; expect_code 0
   expect_out "on /dev/workbinder"; expect_out "workcell.echo .*workcell.IEcho .*1 .*yes"
   run $W/workcell exec work -- ls -l /dev/binder; expect_code 0
+  # Work's root is not the guest's: the profile has its own user namespace,
+  # and its root still opens its binder node.
+  run $W/workcell version; expect_out "identity: userns"
+  run $W/workcell exec work -- cat /proc/self/uid_map; expect_code 0
+  grep -q "^ *0 *0 *4294967295" $out && { echo "FAIL: work runs with the guest's own ids"; rc=1; }
   run $W/workcell exec work -- /workapp call workcell.echo 1 hello-through-the-proxy; expect_code 0
   expect_out "reply: hello-through-the-proxy"
   # The node helper proxying workcell.echo is not root: uid 65534 (the
