@@ -125,8 +125,11 @@ func forkStopped(flags uintptr, m IDMap) (int, error) {
 			Cloneflags:  flags,
 			UidMappings: idm,
 			GidMappings: idm,
-			Ptrace:      true,
-			Pdeathsig:   syscall.SIGKILL,
+			// Root writes the map, so setgroups stays allowed (as LXD's):
+			// Go's default "deny" would drop a bundle's additionalGids.
+			GidMappingsEnableSetgroups: true,
+			Ptrace:                     true,
+			Pdeathsig:                  syscall.SIGKILL,
 		},
 	})
 	if err != nil {

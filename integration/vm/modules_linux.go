@@ -30,6 +30,7 @@ var DefaultModules = []Module{
 	{Name: "binder_linux", Params: []string{"devices=" + strings.Join(BinderDevices, ",")}},
 	{Name: "overlay"},
 	{Name: "veth"},
+	{Name: "tun"}, // vpn-lockdown: the profile's VPN client makes a tun device
 	{Name: "nf_tables"},
 	{Name: "nft_chain_nat"},
 	{Name: "nft_masq"},
