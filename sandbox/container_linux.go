@@ -186,7 +186,7 @@ func (c *Container) StopCut(ctx context.Context, grace time.Duration, cut contex
 		return fmt.Errorf("container %s: stop: %w", c.id, err)
 	}
 	if st != Stopped && c.alive() {
-		if err := c.lc.Signal(unix.SIGTERM); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		if err := c.lc.Signal(unix.SIGTERM); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) && !errors.Is(err, os.ErrProcessDone) {
 			return fmt.Errorf("container %s: stop: SIGTERM: %w", c.id, err)
 		}
 		// init is pid 1 of its namespace: the kernel drops a signal it has
@@ -211,7 +211,7 @@ func (c *Container) StopCut(ctx context.Context, grace time.Duration, cut contex
 			c.log.Info("container ignored SIGTERM, killing", "id", c.id, "grace", grace)
 			// init is pid 1 of its own pid namespace: SIGKILL to it
 			// takes every process of the namespace down.
-			if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) && !errors.Is(err, os.ErrProcessDone) {
 				return fmt.Errorf("container %s: stop: SIGKILL: %w", c.id, err)
 			}
 			if err := c.Wait(ctx); err != nil {

@@ -189,7 +189,7 @@ func (r *Runtime) Prepare(ctx context.Context, s Spec) (_ *Container, retErr err
 
 // discard tears down a container whose start failed half way.
 func (r *Runtime) discard(lc *libcontainer.Container) {
-	if err := lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+	if err := lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) && !errors.Is(err, os.ErrProcessDone) {
 		r.log.Debug("kill after failed start", "id", lc.ID(), "err", err)
 	}
 	if st, err := lc.Status(); err == nil && st == libcontainer.Paused {
