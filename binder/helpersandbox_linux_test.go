@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -145,23 +146,7 @@ func TestHelperSandbox(t *testing.T) {
 	if err != nil || len(tasks) < 2 {
 		t.Fatalf("threads of the child: %v %v", tasks, err)
 	}
-	want := map[string]string{
-		"Uid": "65534\t65534\t65534\t65534", "Gid": "65534\t65534\t65534\t65534", "Groups": "",
-		"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
-		"CapBnd": "0000000000000000", "CapAmb": "0000000000000000",
-		"NoNewPrivs": "1", "Seccomp": "2",
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(task)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range want {
-			if got := statusField(string(b), k); got != v {
-				t.Errorf("%s %s: %q, want %q", task, k, got, v)
-			}
-		}
-	}
+	checkSandboxedThreads(t, tasks, 65534)
 	t.Logf("%d threads checked", len(tasks))
 }
 
@@ -246,5 +231,30 @@ func TestHelperDevice(t *testing.T) {
 	sb.NodeDir = ""
 	if _, err := helperDevice(sb, "host", closed); err == nil || !strings.Contains(err.Error(), closed) {
 		t.Errorf("no node folder: %v, want a refusal naming %s", err, closed)
+	}
+}
+
+// checkSandboxedThreads fails t unless every thread in tasks (paths of
+// /proc/PID/task/TID/status) runs as uid and gid uid with no groups, every
+// capability set empty, no_new_privs and a seccomp filter.
+func checkSandboxedThreads(t *testing.T, tasks []string, uid int) {
+	t.Helper()
+	u := strconv.Itoa(uid)
+	want := map[string]string{
+		"Uid": u + "\t" + u + "\t" + u + "\t" + u, "Gid": u + "\t" + u + "\t" + u + "\t" + u, "Groups": "",
+		"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
+		"CapBnd": "0000000000000000", "CapAmb": "0000000000000000",
+		"NoNewPrivs": "1", "Seccomp": "2",
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range want {
+			if got := statusField(string(b), k); got != v {
+				t.Errorf("%s %s: %q, want %q", task, k, got, v)
+			}
+		}
 	}
 }

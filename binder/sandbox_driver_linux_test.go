@@ -122,24 +122,7 @@ func TestNodeHelperSandboxed(t *testing.T) {
 	if err != nil || len(tasks) == 0 {
 		t.Fatalf("threads of helper %d: %v %v", pid, tasks, err)
 	}
-	u := strconv.Itoa(sandboxUID)
-	want := map[string]string{
-		"Uid": u + "\t" + u + "\t" + u + "\t" + u, "Gid": u + "\t" + u + "\t" + u + "\t" + u, "Groups": "",
-		"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
-		"CapBnd": "0000000000000000", "CapAmb": "0000000000000000",
-		"NoNewPrivs": "1", "Seccomp": "2",
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(task)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range want {
-			if got := statusField(string(b), k); got != v {
-				t.Errorf("helper %s %s: %q, want %q", task, k, got, v)
-			}
-		}
-	}
+	checkSandboxedThreads(t, tasks, sandboxUID)
 	t.Logf("helper %d: %d threads with uid %d, no capabilities, no_new_privs, seccomp 2", pid, len(tasks), sandboxUID)
 	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil || !strings.Contains(string(cg), "/"+helperCgroup) {
