@@ -50,7 +50,7 @@ type v1Group struct {
 func planCgroups(l CgroupLayout, lim Limits, parent, id string) (cgroupPlan, error) {
 	var p cgroupPlan
 	if l.Controller(CgroupDevices).Use == CgroupUseNone {
-		return p, fmt.Errorf("cgroup layout %s: %w", l.Mode(), ErrNoDeviceCgroup)
+		return p, fmt.Errorf("%s: %w", l, ErrNoDeviceCgroup)
 	}
 	if l.Controller(CgroupFreezer).Use == CgroupUseNone {
 		p.warnings = append(p.warnings, "work mode off cannot freeze the profile: the kernel has no cgroup freezer")

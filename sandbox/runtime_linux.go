@@ -105,6 +105,9 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (*Container, error) {
 	}
 	if err := c.Begin(ctx); err != nil {
 		r.discard(c.lc)
+		if err := removeV1Groups(c.v1); err != nil {
+			r.log.Warn("cleanup after failed start", "id", s.ID, "err", err)
+		}
 		c.Close()
 		return nil, fmt.Errorf("start %s: %w", s.ID, err)
 	}
