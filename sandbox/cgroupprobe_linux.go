@@ -158,6 +158,11 @@ func ProbeCgroups(ctx context.Context) (CgroupLayout, error) {
 	if err := ctx.Err(); err != nil {
 		return CgroupLayout{}, fmt.Errorf("probe cgroups: %w", err)
 	}
+	// The mount table and the stat of its mount points must be read in
+	// one mount namespace: this thread's (a locked thread may have left
+	// the process's), as libcontainer reads /proc/thread-self/mountinfo.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	return probeCgroups(hostCgroups{})
 }
 
@@ -362,7 +367,14 @@ func hasString(list []string, s string) bool {
 // hostCgroups reads the running kernel.
 type hostCgroups struct{}
 
-func (hostCgroups) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+func (hostCgroups) ReadFile(name string) ([]byte, error) {
+	if name == "/proc/self/mountinfo" {
+		if b, err := os.ReadFile("/proc/thread-self/mountinfo"); err == nil {
+			return b, nil
+		}
+	}
+	return os.ReadFile(name)
+}
 
 func (hostCgroups) Dev(path string) (uint64, error) {
 	var st unix.Stat_t
