@@ -71,6 +71,10 @@ type Profile struct {
 	// Standby: a stopped profile whose container is prepared (namespaces,
 	// mounts, cgroups, seccomp in place); start then takes milliseconds.
 	Standby bool `json:"standby,omitempty"`
+	// Warnings are what the kernel cannot enforce for the running
+	// container, e.g. a pids limit on a kernel without the pids cgroup
+	// controller: the profile runs, without that limit.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // InstallRequest is the body of POST /v1/profiles.

@@ -202,7 +202,15 @@ func (d *Daemon) lookup(name string) (*profile, error) {
 func (p *profile) status() api.Profile {
 	return api.Profile{Name: p.rec.Name, State: p.rec.State, Pid: p.rec.Pid, Limits: p.rec.Limits, CreatedAt: p.rec.CreatedAt, StartedAt: p.rec.StartedAt,
 		Encrypted: p.stor.encrypted, Passphrase: p.stor.passphrase, FailedUnlocks: p.stor.tries.Failures, PassphraseRetryAt: p.stor.retryAt(),
-		Standby: p.standby != nil}
+		Standby: p.standby != nil, Warnings: p.warnings()}
+}
+
+// warnings are the running container's limits the kernel cannot enforce.
+func (p *profile) warnings() []string {
+	if p.ctr == nil {
+		return nil
+	}
+	return p.ctr.Warnings()
 }
 
 // setState records a new state, persists it and tells subscribers.

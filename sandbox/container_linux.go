@@ -46,7 +46,16 @@ type Container struct {
 	// user is the bundle's process.user, whom exec runs as; nil when the
 	// container's state does not record it (see userFromLabels).
 	user *User
+	// v1 are the cgroup v1 groups the sandbox made beside libcontainer's
+	// cgroup (cgroup_v1_linux.go); warnings the limits not enforced.
+	v1       []string
+	warnings []string
 }
+
+// Warnings lists what the kernel could not enforce for this container,
+// e.g. "pids limit of 50 not enforced: the kernel has no pids cgroup
+// controller"; empty when every limit holds.
+func (c *Container) Warnings() []string { return append([]string(nil), c.warnings...) }
 
 // ID returns the container's id.
 func (c *Container) ID() string { return c.id }
@@ -128,19 +137,29 @@ func (c *Container) Thaw(ctx context.Context) error {
 	return nil
 }
 
+// v2Freezer returns the container's cgroup v2 freezer, made on first use.
+func (c *Container) v2Freezer() (*cgroupFreezer, error) {
+	st, err := c.lc.State()
+	if err != nil {
+		return nil, err
+	}
+	dir := st.CgroupPaths[""]
+	if dir == "" {
+		return nil, errors.New("no cgroup v2 path in the container state")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.freezer == nil {
+		c.freezer, err = newCgroupFreezer(dir)
+	}
+	return c.freezer, err
+}
+
 func (c *Container) setFrozen(ctx context.Context, frozen bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if cgroups.IsCgroup2UnifiedMode() {
-		st, err := c.lc.State()
-		if err != nil {
-			return err
-		}
-		dir := st.CgroupPaths[""]
-		if dir == "" {
-			return errors.New("no cgroup v2 path in the container state")
-		}
 		if frozen {
 			if s, err := c.lc.Status(); err != nil {
 				return err
@@ -148,12 +167,7 @@ func (c *Container) setFrozen(ctx context.Context, frozen bool) error {
 				return libcontainer.ErrNotRunning
 			}
 		}
-		c.mu.Lock()
-		if c.freezer == nil {
-			c.freezer, err = newCgroupFreezer(dir)
-		}
-		z := c.freezer
-		c.mu.Unlock()
+		z, err := c.v2Freezer()
 		if err != nil {
 			return err
 		}
@@ -225,6 +239,9 @@ func (c *Container) StopCut(ctx context.Context, grace time.Duration, cut contex
 		}
 	}
 	if err := c.lc.Destroy(); err != nil {
+		return fmt.Errorf("container %s: stop: %w", c.id, err)
+	}
+	if err := removeV1Groups(c.v1); err != nil {
 		return fmt.Errorf("container %s: stop: %w", c.id, err)
 	}
 	// The cgroup is gone; the pidfd stays so that Wait keeps answering.
@@ -317,6 +334,12 @@ func (c *Container) Stats(ctx context.Context) (Stats, error) {
 		MemoryLimitBytes: cs.MemoryStats.Usage.Limit,
 		Pids:             cs.PidsStats.Current,
 		PidsLimit:        cs.PidsStats.Limit,
+	}
+	// Memory in a v1 group of the sandbox's own (Android's /dev/memcg).
+	if u, l, ok, err := v1MemoryStats(c.v1); err != nil {
+		return Stats{}, fmt.Errorf("container %s: stats: %w", c.id, err)
+	} else if ok {
+		out.MemoryBytes, out.MemoryLimitBytes = u, l
 	}
 	if out.MemoryLimitBytes > unlimitedMemory {
 		out.MemoryLimitBytes = 0

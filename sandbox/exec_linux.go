@@ -211,6 +211,14 @@ func (c *Container) start(ctx context.Context, e ExecSpec, setup func(*Process, 
 		p.Close()
 		return nil, fmt.Errorf("container %s: exec %s: pid: %w", c.id, e.Args[0], err)
 	}
+	// Where limits live in v1 groups beside libcontainer's cgroup
+	// (Android's /dev/memcg), the exec'd process joins them too.
+	if err := c.joinV1Groups(ctx); err != nil {
+		_ = lp.Signal(unix.SIGKILL)
+		_, _ = lp.Wait()
+		p.Close()
+		return nil, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], err)
+	}
 	if p.wantTty {
 		if err := p.recvTty(ctx, p.files[0]); err != nil {
 			p.kill(unix.SIGKILL)

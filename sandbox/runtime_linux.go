@@ -58,6 +58,9 @@ type Runtime struct {
 	root         string
 	log          *slog.Logger
 	cgroupParent string
+	// probe reads the cgroup layout at each start (mounts can change
+	// under a running daemon); tests fake layouts through it.
+	probe func(context.Context) (CgroupLayout, error)
 }
 
 // New returns a Runtime keeping container state under root (created 0700 if
@@ -78,7 +81,7 @@ func New(root string, opts ...Option) (*Runtime, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox runtime: %w", err)
 	}
-	return &Runtime{root: root, log: o.logger, cgroupParent: o.cgroupParent}, nil
+	return &Runtime{root: root, log: o.logger, cgroupParent: o.cgroupParent, probe: ProbeCgroups}, nil
 }
 
 // Spec is what Start needs to run one container.
@@ -102,6 +105,9 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (*Container, error) {
 	}
 	if err := c.Begin(ctx); err != nil {
 		r.discard(c.lc)
+		if err := removeV1Groups(c.v1); err != nil {
+			r.log.Warn("cleanup after failed start", "id", s.ID, "err", err)
+		}
 		c.Close()
 		return nil, fmt.Errorf("start %s: %w", s.ID, err)
 	}
@@ -143,6 +149,33 @@ func (r *Runtime) Prepare(ctx context.Context, s Spec) (_ *Container, retErr err
 	}
 	user := specUser(hs.Process.User)
 	cfg.Labels = append(cfg.Labels, user.label())
+	// Limits go where the kernel has the controller: libcontainer gets
+	// those its cgroup has, the sandbox's own v1 groups the rest, and a
+	// limit no hierarchy can enforce becomes a warning.
+	layout, err := r.probe(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.ID, err)
+	}
+	plan, err := planCgroups(layout, h.Limits, h.CgroupParent, s.ID)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.ID, err)
+	}
+	plan.strip(cfg.Cgroups.Resources)
+	cfg.Labels = append(cfg.Labels, plan.labels()...)
+	for _, w := range plan.warnings {
+		r.log.Warn("limit not enforced", "id", s.ID, "warning", w)
+	}
+	if err := plan.create(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.ID, err)
+	}
+	defer func() {
+		// Runs after discard below has killed init.
+		if retErr != nil {
+			if err := removeV1Groups(plan.dirs()); err != nil {
+				r.log.Warn("cleanup after failed start", "id", s.ID, "err", err)
+			}
+		}
+	}()
 	if s.Stdout != nil {
 		proc.Stdout, proc.Stderr = s.Stdout, s.Stdout
 	}
@@ -171,7 +204,13 @@ func (r *Runtime) Prepare(ctx context.Context, s Spec) (_ *Container, retErr err
 	if err != nil {
 		return nil, fmt.Errorf("start %s: init pid: %w", s.ID, err)
 	}
-	c := &Container{id: s.ID, lc: lc, pid: pid, pidfd: -1, log: r.log, reaped: make(chan struct{}), user: &user}
+	// init waits for Begin: it joins the v1 groups before the user's
+	// process exists, so everything it forks is in them.
+	if err := plan.join(pid); err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.ID, err)
+	}
+	c := &Container{id: s.ID, lc: lc, pid: pid, pidfd: -1, log: r.log, reaped: make(chan struct{}), user: &user,
+		v1: plan.dirs(), warnings: plan.warnings}
 	// The pidfd is taken before the reaper can reap, so it refers to init.
 	c.pidfd, err = unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
@@ -251,6 +290,7 @@ func (r *Runtime) Load(ctx context.Context, id string) (*Container, error) {
 		return nil, fmt.Errorf("load %s: state: %w", id, err)
 	}
 	c := &Container{id: id, lc: lc, pid: st.InitProcessPid, pidfd: -1, log: r.log, user: userFromLabels(st.Config.Labels)}
+	c.v1, c.warnings = fromLabels(st.Config.Labels)
 	if st.InitProcessPid > 0 {
 		fd, err := unix.PidfdOpen(st.InitProcessPid, unix.PIDFD_NONBLOCK)
 		switch {
@@ -327,6 +367,11 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 		if err := lc.Destroy(); err != nil {
 			return fmt.Errorf("remove %s: %w", id, err)
 		}
+		if dirs, _ := fromLabels(st.Config.Labels); len(dirs) > 0 {
+			if err := removeV1Groups(dirs); err != nil {
+				return fmt.Errorf("remove %s: %w", id, err)
+			}
+		}
 		r.log.Info("container removed", "id", id)
 		return nil
 	}
@@ -350,6 +395,21 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	}
 	if err := cm.Destroy(); err != nil {
 		return fmt.Errorf("remove %s: cgroup: %w", id, err)
+	}
+	// And the sandbox's own v1 groups, where this layout has them.
+	if layout, err := r.probe(ctx); err != nil {
+		return fmt.Errorf("remove %s: %w", id, err)
+	} else if plan, err := planCgroups(layout, Limits{}, r.cgroupParent, id); err == nil {
+		pids, err := v1GroupPids(plan.dirs())
+		if err != nil {
+			return fmt.Errorf("remove %s: cgroup v1 pids: %w", id, err)
+		}
+		if len(pids) > 0 {
+			return fmt.Errorf("remove %s: cgroup v1 groups still hold %d process(es) %v: %w", id, len(pids), pids, ErrRunning)
+		}
+		if err := removeV1Groups(plan.dirs()); err != nil {
+			return fmt.Errorf("remove %s: %w", id, err)
+		}
 	}
 	if err := os.RemoveAll(stateDir); err != nil {
 		return fmt.Errorf("remove %s: state dir: %w", id, err)

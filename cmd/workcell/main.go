@@ -290,6 +290,9 @@ func printProfile(c *cli.Context, p api.Profile) error {
 	if p.FailedUnlocks > 0 {
 		fmt.Fprintf(c.App.Writer, "  %s\n", triesText(p, time.Now()))
 	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(c.App.Writer, "  warning: %s\n", w)
+	}
 	return nil
 }
 

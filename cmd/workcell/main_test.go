@@ -209,3 +209,22 @@ func TestThrottledAnswerKeepsRetryAfter(t *testing.T) {
 		t.Fatalf("exit %d %q", code, stderr)
 	}
 }
+
+func TestStatusShowsLimitWarnings(t *testing.T) {
+	w := "pids limit of 50 not enforced: the kernel has no pids cgroup controller"
+	sock := fakeDaemon(t, func(rw http.ResponseWriter, r *http.Request) {
+		reply(rw, 200, api.Profile{Name: "work", State: api.StateRunning, Pid: 42, Warnings: []string{w}})
+	})
+	code, out, _ := runCLI(t, sock, "status")
+	if code != 0 || out != "work: running (pid 42)\n  warning: "+w+"\n" {
+		t.Fatalf("status: exit %d out %q", code, out)
+	}
+	code, out, _ = runCLI(t, sock, "status", "--json")
+	if code != 0 || !strings.Contains(out, `"warnings": [`) && !strings.Contains(out, `"warnings":[`) {
+		t.Fatalf("status --json: exit %d out %q", code, out)
+	}
+	var p api.Profile
+	if json.Unmarshal([]byte(out), &p) != nil || len(p.Warnings) != 1 || p.Warnings[0] != w {
+		t.Fatalf("status --json: %q", out)
+	}
+}
