@@ -11,6 +11,10 @@ const Version = "v1"
 // DefaultSocket is where workcelld listens on a Linux phone.
 const DefaultSocket = "/run/workcell/workcelld.sock"
 
+// AndroidSocket is where Android's init creates workcelld's control socket
+// (the `socket workcelld` line of dist/android/workcelld.rc).
+const AndroidSocket = "/dev/socket/workcelld"
+
 // DefaultProfile is the profile name the CLI uses when none is given.
 const DefaultProfile = "work"
 

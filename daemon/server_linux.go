@@ -64,6 +64,15 @@ func (d *Daemon) Listen(ctx context.Context) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
 	}
+	return d.ListenOn(ln, path), nil
+}
+
+// ListenOn serves the control API on ln, a unix socket listener someone
+// else made: Android's init creates /dev/socket/workcelld (owner, mode and
+// SELinux label from the .rc) and hands it over in ANDROID_SOCKET_workcelld.
+// The daemon neither chmods nor unlinks such a socket: init owns its path.
+// Authorization is still per request from SO_PEERCRED.
+func (d *Daemon) ListenOn(ln net.Listener, path string) *Server {
 	s := &Server{d: d, path: path, limits: newConnLimiter(d.cfg, d.log)}
 	s.ln = &limitListener{Listener: ln, l: s.limits}
 	lim := d.cfg.Server
@@ -80,7 +89,7 @@ func (d *Daemon) Listen(ctx context.Context) (*Server, error) {
 		ConnState:      s.limits.connState,
 		ErrorLog:       nil,
 	}
-	return s, nil
+	return s
 }
 
 // Serve answers requests until Close.

@@ -94,7 +94,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"WORKCELL_SOCKET"}, Usage: "workcelld's control socket"},
+			&cli.StringFlag{Name: "socket", Value: defaultSocket(socketExists), EnvVars: []string{"WORKCELL_SOCKET"}, Usage: "workcelld's control socket"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
 		},
 		ExitErrHandler: func(*cli.Context, error) {},

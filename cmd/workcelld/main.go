@@ -67,6 +67,23 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "binder-release", Value: def.BinderRelease, Usage: "binder wire format: android10, android11 or android14"},
 		},
 		Action: run,
+		Commands: []*cli.Command{{
+			Name:  "shutdown",
+			Usage: "make the running workcelld (started with --stop-on-exit) stop every profile and exit, and wait for it: for init's `on shutdown`",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "socket", Value: filepath.Join(def.RunDir, "workcelld.sock"), Usage: "the running daemon's control socket"},
+				&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "how long the daemon has to stop its profiles and exit"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() > 0 {
+					return fmt.Errorf("shutdown: unexpected argument %q", c.Args().First())
+				}
+				if c.Duration("timeout") <= 0 {
+					return fmt.Errorf("shutdown --timeout %s: must be positive", c.Duration("timeout"))
+				}
+				return shutdownDaemon(c.Context, c.String("socket"), c.Duration("timeout"), c.App.Writer)
+			},
+		}},
 	}
 }
 
@@ -139,6 +156,19 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// On Android init made the control socket (initsocket_linux.go).
+	initLn, initPath, err := inheritedListener(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if initLn != nil {
+		defer initLn.Close()
+		os.Unsetenv(androidSocketEnv) // the fd number means nothing to children
+		if c.IsSet("socket") && c.String("socket") != initPath {
+			return fmt.Errorf("--socket %s: init handed over the socket %s (%s); give the same path or none", c.String("socket"), initPath, androidSocketEnv)
+		}
+		cfg.Socket = initPath
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -146,8 +176,10 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	srv, err := d.Listen(ctx)
-	if err != nil {
+	var srv *daemon.Server
+	if initLn != nil {
+		srv = d.ListenOn(initLn, initPath)
+	} else if srv, err = d.Listen(ctx); err != nil {
 		d.Close(context.Background())
 		return err
 	}
