@@ -339,7 +339,10 @@ func checkFscryptMode(ctx context.Context, env *doctorEnv, f *doctorFacts) api.D
 	}
 	mode := f.mode
 	label := map[fscrypt.Mode]string{fscrypt.ModeAES: "AES-256-XTS", fscrypt.ModeAdiantum: "Adiantum"}
-	detail := f.modeWhy + "; " + aes
+	detail := f.modeWhy
+	if !strings.Contains(detail, "AES instructions") {
+		detail += "; " + aes
+	}
 	if f.insecure || mode == "" {
 		return partial(name, "", "no encryption chosen: "+detail, "work data is not encrypted", "use encrypted storage")
 	}

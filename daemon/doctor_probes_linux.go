@@ -73,12 +73,15 @@ func probeIPTablesLegacy(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// The module loads at the first use, so an absent table list is
+	// asked of the kernel's config before it counts as missing.
 	if _, err := os.Stat("/proc/net/ip_tables_names"); err != nil {
-		if out, merr := exec.CommandContext(ctx, "modprobe", "ip_tables").CombinedOutput(); merr != nil {
-			return fmt.Errorf("no /proc/net/ip_tables_names and modprobe ip_tables failed (%v: %s): the kernel needs CONFIG_IP_NF_IPTABLES", merr, out)
-		}
-		if _, err := os.Stat("/proc/net/ip_tables_names"); err != nil {
-			return fmt.Errorf("no /proc/net/ip_tables_names: the kernel needs CONFIG_IP_NF_IPTABLES: %w", err)
+		has, known := configHas("/", "CONFIG_IP_NF_IPTABLES")
+		switch {
+		case known && !has:
+			return errors.New("the kernel config does not set CONFIG_IP_NF_IPTABLES")
+		case !known:
+			return fmt.Errorf("no /proc/net/ip_tables_names (ip_tables is not loaded) and no /proc/config.gz to ask: %w", err)
 		}
 	}
 	for _, c := range []string{"iptables-legacy-restore", "iptables-restore"} {
