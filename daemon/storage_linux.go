@@ -128,7 +128,7 @@ func (d *Daemon) openStorage(ctx context.Context) error {
 		}
 	}
 	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
-	if err := s.chooseMode(d.cfg.FscryptContents, cpuinfo); err != nil {
+	if err := s.chooseMode(ctx, d.cfg.FscryptContents, cpuinfo, fscrypt.ProbeMode); err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
 	if !s.insecure {

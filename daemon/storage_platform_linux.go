@@ -13,6 +13,7 @@ import (
 	"github.com/workcell/workcell/images"
 	"github.com/workcell/workcell/images/fscrypt"
 	"github.com/workcell/workcell/internal/atomicfile"
+	"golang.org/x/sys/unix"
 )
 
 // Storage on phones. Three things differ from a Linux box:
@@ -74,11 +75,23 @@ func (s *storage) saveFscryptRecord(name string, r fscryptRecord) error {
 }
 
 // chooseMode fixes the mode new profiles get, from the config and the
-// CPU; it runs once, at start.
-func (s *storage) chooseMode(setting string, cpuinfo []byte) error {
+// CPU; it runs once, at start. With "auto", a mode whose cipher the kernel
+// lacks gives way to the other if the kernel has that one (probe is
+// fscrypt.ProbeMode).
+func (s *storage) chooseMode(ctx context.Context, setting string, cpuinfo []byte, probe func(context.Context, fscrypt.Mode) error) error {
 	m, why, err := fscrypt.ChooseMode(setting, cpuinfo)
 	if err != nil {
 		return err
+	}
+	if setting == "auto" || setting == "" {
+		other := fscrypt.ModeAES
+		if m == fscrypt.ModeAES {
+			other = fscrypt.ModeAdiantum
+		}
+		if perr := probe(ctx, m); errors.Is(perr, fscrypt.ErrCipherMissing) && probe(ctx, other) == nil {
+			why = fmt.Sprintf("%s, but %v; so %s", why, perr, other)
+			m = other
+		}
 	}
 	s.mode, s.modeWhy = m, why
 	return nil
@@ -122,10 +135,13 @@ func (d *Daemon) prepareData(ctx context.Context, name string, key *fscrypt.Key)
 		return err
 	}
 	dd, err := images.PrepareDataDirMode(ctx, d.stor.dataDir(name), key, mode)
-	if err != nil {
-		if errors.Is(err, fscrypt.ErrEncryptedParent) {
-			return api.Errorf(api.ErrConflict, "profile %s: %v: start workcelld with --store-image (see workcell doctor)", name, err)
-		}
+	switch {
+	case errors.Is(err, fscrypt.ErrEncryptedParent):
+		return api.Errorf(api.ErrConflict, "profile %s: %v: start workcelld with --store-image (see workcell doctor)", name, err)
+	case errors.Is(err, unix.ENOPKG) || errors.Is(err, fscrypt.ErrUnsupported) && mode == fscrypt.ModeAdiantum:
+		// A file of the folder could not get its key: the cipher is missing.
+		return api.Errorf(api.ErrConflict, "profile %s: its data is encrypted with %s, which this kernel cannot do: %v%s", name, mode, err, doctorHint)
+	case err != nil:
 		return err
 	}
 	r, err := d.stor.loadFscryptRecord(name)

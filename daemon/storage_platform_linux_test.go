@@ -234,3 +234,35 @@ func TestConfigPlatform(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestChooseModeFollowsCPUAndKernel(t *testing.T) {
+	noAES, withAES := []byte("Features\t: fp asimd\n"), []byte("flags\t\t: fpu sse2 aes avx\n")
+	has := func(ms ...fscrypt.Mode) func(context.Context, fscrypt.Mode) error {
+		return func(_ context.Context, m fscrypt.Mode) error {
+			for _, x := range ms {
+				if x == m {
+					return nil
+				}
+			}
+			return fscrypt.ErrCipherMissing
+		}
+	}
+	both := has(fscrypt.ModeAES, fscrypt.ModeAdiantum)
+	for _, tc := range []struct {
+		name, setting string
+		cpu           []byte
+		probe         func(context.Context, fscrypt.Mode) error
+		want          fscrypt.Mode
+	}{
+		{"auto, AES CPU", "auto", withAES, both, fscrypt.ModeAES},
+		{"auto, no AES: Adiantum as Android", "auto", noAES, both, fscrypt.ModeAdiantum},
+		{"auto, no AES, kernel without Adiantum", "auto", noAES, has(fscrypt.ModeAES), fscrypt.ModeAES},
+		{"aes set", "aes", noAES, both, fscrypt.ModeAES},
+		{"adiantum set, even if missing", "adiantum", withAES, has(fscrypt.ModeAES), fscrypt.ModeAdiantum},
+	} {
+		var s storage
+		if err := s.chooseMode(t.Context(), tc.setting, tc.cpu, tc.probe); err != nil || s.mode != tc.want || s.modeWhy == "" {
+			t.Errorf("%s: mode %q (%s), %v; want %q", tc.name, s.mode, s.modeWhy, err, tc.want)
+		}
+	}
+}
