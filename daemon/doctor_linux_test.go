@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -287,5 +288,43 @@ func TestDoctorProbesOnThisHost(t *testing.T) {
 	}
 	if c := checkNamed(t, r, "firewall"); c.Status == api.DoctorMissing || !strings.Contains(c.Detail, "nf_tables: found") {
 		t.Errorf("firewall: %+v; this kernel has nf_tables", c)
+	}
+}
+
+// TestHostResolversFileFromConfig: without resolv.conf the profiles'
+// upstream resolvers are written where netns reads them, and a decision
+// of none writes a file without any (never the host's loopback).
+func TestHostResolversFileFromConfig(t *testing.T) {
+	android := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		dns  []string
+		want []string
+	}{
+		{"config", []string{"9.9.9.9", "2620:fe::fe"}, []string{"nameserver 9.9.9.9", "nameserver 2620:fe::fe"}},
+		{"none", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.RunDir, cfg.DNS = t.TempDir(), tc.dns
+			d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+			path, err := d.applyDNS(decideDNS(t.Context(), dnsEnv{root: android}, cfg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "nameserver") {
+					got = append(got, l)
+				}
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") || strings.Contains(string(b), "127.") || strings.Contains(string(b), "::1") {
+				t.Fatalf("resolver file %s:\n%s\nwant %q", path, b, tc.want)
+			}
+		})
 	}
 }

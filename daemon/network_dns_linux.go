@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -120,7 +118,13 @@ func hostDNSEnv() dnsEnv {
 // written under the run folder from the properties or the config ("" for
 // netns's default, /etc/resolv.conf).
 func (d *Daemon) hostResolvConf(ctx context.Context) (string, error) {
-	d.dns = decideDNS(ctx, hostDNSEnv(), d.cfg)
+	return d.applyDNS(decideDNS(ctx, hostDNSEnv(), d.cfg))
+}
+
+// applyDNS records the decision, says it, and writes the resolver file it
+// needs.
+func (d *Daemon) applyDNS(dec dnsDecision) (string, error) {
+	d.dns = dec
 	log := d.log.With("concern", "network")
 	if d.dns.warning != "" {
 		log.Warn("no DNS resolvers for profiles", "why", d.dns.why, "fix", d.dns.warning)
@@ -139,7 +143,7 @@ func (d *Daemon) hostResolvConf(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("host resolvers: %w", err)
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return "", fmt.Errorf("host resolvers: %w", err)
 	}
 	d.dns.path = path
