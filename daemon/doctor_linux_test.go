@@ -15,7 +15,9 @@ import (
 	"testing"
 
 	"github.com/workcell/workcell/api"
+	"github.com/workcell/workcell/binder"
 	"github.com/workcell/workcell/images/fscrypt"
+	"github.com/workcell/workcell/sandbox"
 )
 
 // fakeHost is a host root with every feature, as files under a folder,
@@ -326,5 +328,37 @@ func TestHostResolversFileFromConfig(t *testing.T) {
 				t.Fatalf("resolver file %s:\n%s\nwant %q", path, b, tc.want)
 			}
 		})
+	}
+}
+
+// TestBinderlessKernelStartErrorPointsAtDoctor: a profile whose binder
+// policy allows host services does not start on a kernel without binder,
+// and the error says why and where to look.
+func TestBinderlessKernelStartErrorPointsAtDoctor(t *testing.T) {
+	if binder.BinderfsSupported() {
+		t.Fatal("this kernel has binderfs: the test needs a kernel without binder (this machine's has none)")
+	}
+	cfg := DefaultConfig()
+	d := binderDaemon(t, cfg, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	if err := d.binderReconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := d.profiles["work"]
+	var h sandbox.HardenOptions
+	if err := d.binderUp(ctx, p, &h); err != nil {
+		t.Fatalf("without host services the profile runs without binder: %v", err)
+	}
+	if _, err := d.SetBinderPolicy(ctx, "work", api.BinderPolicy{Services: []api.BinderService{{Name: "workcell.echo", Descriptor: "workcell.IEcho", Codes: []string{"1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	err := d.binderUp(ctx, p, &h)
+	for _, w := range []string{"no binder driver", "binderfs", "workcell doctor"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Fatalf("binderUp with host services and no driver: %v; want it to say %q", err, w)
+		}
+	}
+	if !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("%v: want a conflict", err)
 	}
 }
