@@ -237,7 +237,8 @@ func (d *Daemon) binderReconcile(ctx context.Context) error {
 // Without a driver or a free device the profile runs without binder.
 func (d *Daemon) binderUp(ctx context.Context, p *profile, h *sandbox.HardenOptions) error {
 	name := p.rec.Name
-	if _, _, err := d.loadBinder(name); err != nil {
+	w, _, err := d.loadBinder(name)
+	if err != nil {
 		return err
 	}
 	b := &d.bnd
@@ -250,6 +251,11 @@ func (d *Daemon) binderUp(ctx context.Context, p *profile, h *sandbox.HardenOpti
 	}
 	b.mu.Unlock()
 	if bc == nil {
+		if noDriver != "" && len(w.Services) > 0 {
+			// Work apps that expect host services would fail in ways
+			// nobody can read: say what the kernel lacks.
+			return api.Errorf(api.ErrConflict, "profile %s: its binder policy allows host services, but %s"+doctorHint, name, noDriver)
+		}
 		if note != "" {
 			if noDriver == "" { // the driver's absence was said at start
 				d.binderLog().Warn("profile runs without binder", "profile", name, "reason", note)

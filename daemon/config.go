@@ -92,6 +92,15 @@ type Config struct {
 	// holds IDRangeSize ids, at most IDRanges profiles at once.
 	IDBase   uint32 `json:"id_base"`
 	IDRanges uint32 `json:"id_ranges"`
+
+	// FscryptContents is the encryption of new profiles' data: "auto"
+	// (Adiantum where the CPU has no AES instructions, as Android does;
+	// else AES-256-XTS), "aes" or "adiantum". A profile keeps its mode.
+	FscryptContents string `json:"fscrypt_contents"`
+	// DNS are the resolvers profiles use when the host has no resolv.conf
+	// (Android: DNS lives in netd) and its net.dns* properties are empty;
+	// loopback addresses are refused (the phone's own services).
+	DNS []string `json:"dns"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -148,6 +157,8 @@ func DefaultConfig() Config {
 		UserNS:   "auto",
 		IDBase:   DefaultIDBase,
 		IDRanges: DefaultIDRanges,
+
+		FscryptContents: "auto",
 	}
 }
 
@@ -209,6 +220,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CgroupParent == "" || c.CgroupParent[0] != '/' {
 		return fmt.Errorf("cgroup_parent %q: must start with /", c.CgroupParent)
+	}
+	if err := c.validatePlatform(); err != nil {
+		return err
 	}
 	if err := c.validateStorage(); err != nil {
 		return err

@@ -36,6 +36,9 @@ type Daemon struct {
 	bnd binders
 	// ident is how work's ids relate to the host's (identity_linux.go).
 	ident identity
+	// dns is where the profiles' default resolvers come from
+	// (network_dns_linux.go).
+	dns dnsDecision
 
 	// ctx ends when the daemon closes; it bounds the watchers.
 	ctx    context.Context
@@ -424,7 +427,7 @@ func (d *Daemon) StartWith(ctx context.Context, name string, req api.StartReques
 	c, err := d.rt.Start(ctx, spec)
 	if err != nil {
 		d.release(ctx, p)
-		return api.Profile{}, fmt.Errorf("start profile %s: %w", name, err)
+		return api.Profile{}, fmt.Errorf("start profile %s: %w", name, d.startHint(ctx, err))
 	}
 	return d.started(ctx, p, c)
 }

@@ -67,8 +67,11 @@ func (d *Daemon) openNetwork() error {
 		}
 		opts = append(opts, netns.WithPool6(pool6))
 	}
-	if d.cfg.NetResolvConf != "" {
-		opts = append(opts, netns.WithResolvConf(d.cfg.NetResolvConf))
+	// Where the profiles' default resolvers come from (network_dns_linux.go).
+	if rc, err := d.hostResolvConf(context.Background()); err != nil {
+		return err
+	} else if rc != "" {
+		opts = append(opts, netns.WithResolvConf(rc))
 	}
 	m, err := netns.NewManager(d.cfg.RunDir, filepath.Join(d.cfg.StateDir, netStateFile), opts...)
 	if err != nil {

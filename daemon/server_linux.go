@@ -199,6 +199,7 @@ func (s *Server) routes() http.Handler {
 	s.networkRoutes(h)
 	s.storageRoutes(h)
 	s.binderRoutes(h)
+	s.doctorRoutes(h)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(uidOf(r), s.d.cfg, roleOwner, ""); err != nil {
 			s.refused(w, r, err)

@@ -30,6 +30,7 @@ import (
 // The kernel is the truth about whether a profile is unlocked: its key is
 // in the filesystem keyring or not.
 const (
+	loopNodeDir    = "loop"
 	deviceKeyFile  = "device.key"
 	wrappedKeyFile = "key.wrapped"
 	storeMountDir  = "store"
@@ -49,6 +50,10 @@ type storage struct {
 	// unusable says why profiles cannot run here (the filesystem cannot
 	// encrypt and no way out was chosen); nil when they can.
 	unusable error
+	// mode is the fscrypt mode new profiles get, modeWhy why
+	// (storage_platform_linux.go).
+	mode    fscrypt.Mode
+	modeWhy string
 	// crashAt is a test-only crash injection point (see crashPoint).
 	crashAt string
 }
@@ -122,19 +127,30 @@ func (d *Daemon) openStorage(ctx context.Context) error {
 			return fmt.Errorf("storage: %w", err)
 		}
 	}
+	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
+	if err := s.chooseMode(ctx, d.cfg.FscryptContents, cpuinfo, fscrypt.ProbeMode); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	if !s.insecure {
+		d.log.Info("fscrypt mode of new profiles", "mode", s.mode, "why", s.modeWhy)
+	}
 	switch {
 	case s.insecure:
 		d.log.Warn("INSECURE: --insecure-unencrypted-storage: work data is kept UNENCRYPTED on disk; lock and wipe cannot make it unreadable",
 			"data_root", s.dataRoot)
 	case d.cfg.StoreImage != "":
 		s.storeMount = filepath.Join(d.cfg.StateDir, storeMountDir)
-		if err := images.EnsureStore(ctx, d.cfg.StoreImage, d.cfg.StoreSize, s.storeMount); err != nil {
+		if err := images.EnsureStoreWith(ctx, d.cfg.StoreImage, d.cfg.StoreSize, s.storeMount,
+			images.WithLoopNodeDir(filepath.Join(d.cfg.RunDir, loopNodeDir))); err != nil {
 			return fmt.Errorf("storage: %w", err)
 		}
 		s.dataRoot = s.storeMount
 		d.log.Info("profile store mounted", "image", d.cfg.StoreImage, "size", d.cfg.StoreSize, "mountpoint", s.storeMount)
 	default:
-		if err := fscrypt.Supported(ctx, s.dataRoot); err != nil {
+		if err := s.checkParent(ctx); err != nil {
+			s.unusable = err
+			d.log.Error("profiles cannot start: the state folder is encrypted already", "err", err)
+		} else if err := fscrypt.Supported(ctx, s.dataRoot); err != nil {
 			s.unusable = api.Errorf(api.ErrConflict, "work data must be encrypted, but %v; start workcelld with "+
 				"--store-image PATH --store-size SIZE (a loop-mounted ext4 image made with -O encrypt) "+
 				"or, without encryption, --insecure-unencrypted-storage", err)
@@ -223,7 +239,7 @@ func mkdirs(dirs ...string) error {
 // keyPresent checks that the profile's key is in the kernel.
 func (d *Daemon) keyPresent(ctx context.Context, name string) error {
 	data := d.stor.dataDir(name)
-	id, err := fscrypt.GetPolicy(ctx, data)
+	id, err := d.ownKey(ctx, name, nil)
 	if err != nil {
 		return api.Errorf(api.ErrConflict, "profile %s has no unlocked data folder (%v): unlock it first", name, err)
 	}
@@ -291,9 +307,15 @@ func (d *Daemon) evictKey(ctx context.Context, name string, key *fscrypt.Key, fo
 		return nil
 	}
 	data := d.stor.dataDir(name)
-	id, err := fscrypt.GetPolicy(ctx, data)
+	// Only the profile's own key is ever removed: a policy inherited from
+	// an encrypted folder above (Android's) is the phone's, not work's.
+	id, err := d.ownKey(ctx, name, key)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fscrypt.ErrNotEncrypted) {
 		return nil // never unlocked: nothing in the kernel
+	}
+	if errors.Is(err, errForeignKey) && force {
+		d.log.Error("no key removed: the data folder's key is not the profile's", "profile", name, "err", err)
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("evict key of %s: %w", name, err)
@@ -479,7 +501,7 @@ func (d *Daemon) unlockLocked(ctx context.Context, p *profile, passphrase []byte
 	if err != nil {
 		return err
 	}
-	if _, err := images.PrepareDataDir(ctx, data, key); err != nil {
+	if err := d.prepareData(ctx, name, key); err != nil {
 		key.Wipe()
 		return fmt.Errorf("unlock profile %s: %w", name, err)
 	}

@@ -76,13 +76,23 @@ type DataDir struct {
 	Key   fscrypt.Identifier
 }
 
-// PrepareDataDir readies data (a folder on an encrypting filesystem) for an
-// overlay with an encrypted upper layer, in the order found to work: add
-// the key, give data/ the policy (a no-op if it has it already), then make
-// upper/ and work/ in it so both share that one policy. A data/ that holds
-// another policy is fscrypt.ErrPolicyMismatch. The caller keeps the key
-// and removes it from the kernel when the profile locks.
+// PrepareDataDir is PrepareDataDirMode with AES.
 func PrepareDataDir(ctx context.Context, data string, key *fscrypt.Key) (DataDir, error) {
+	return PrepareDataDirMode(ctx, data, key, fscrypt.ModeAES)
+}
+
+// PrepareDataDirMode readies data (a folder on an encrypting filesystem)
+// for an overlay with an encrypted upper layer, in the order found to
+// work: add the key, give data/ the policy of mode (a no-op if it has it
+// already), then make upper/ and work/ in it so both share that one
+// policy. A data/ that holds another policy is fscrypt.ErrPolicyMismatch;
+// one whose parent is encrypted (Android's /data/misc) is
+// fscrypt.ErrEncryptedParent, before any key is added. The caller keeps the
+// key and removes it from the kernel when the profile locks.
+func PrepareDataDirMode(ctx context.Context, data string, key *fscrypt.Key, mode fscrypt.Mode) (DataDir, error) {
+	if err := EncryptedParent(ctx, data); err != nil {
+		return DataDir{}, fmt.Errorf("prepare data dir: %w", err)
+	}
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return DataDir{}, fmt.Errorf("prepare data dir: %w", err)
 	}
@@ -90,7 +100,7 @@ func PrepareDataDir(ctx context.Context, data string, key *fscrypt.Key) (DataDir
 	if err != nil {
 		return DataDir{}, fmt.Errorf("prepare data dir %s: %w", data, err)
 	}
-	if err := fscrypt.SetPolicy(ctx, data, id); err != nil {
+	if err := fscrypt.SetPolicyMode(ctx, data, id, mode); err != nil {
 		return DataDir{}, fmt.Errorf("prepare data dir: %w", err)
 	}
 	d := DataDir{Path: data, Upper: filepath.Join(data, "upper"), Work: filepath.Join(data, "work"), Key: id}

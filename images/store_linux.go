@@ -30,19 +30,42 @@ const (
 	ext4Magic        = 0xEF53
 	incompatEncrypt  = 0x10000
 	storeFSType      = "ext4"
-	mkfsProgram      = "mkfs.ext4"
 	storeMountFlags  = unix.MS_NOSUID | unix.MS_NODEV
 	storeImageSuffix = ".tmp"
 )
 
-// EnsureStore makes sure the ext4 image at imagePath is loop-mounted at
-// mountpoint. A missing image is created sparse with size bytes and
-// formatted with mkfs.ext4 -O encrypt (under a temporary name, so a crash
-// never leaves a half-made image). An existing image is checked, never
-// formatted: a size other than size, a filesystem that is not ext4, or ext4
-// without the encrypt feature is refused with ErrBadImage. If mountpoint
-// already has this image mounted, EnsureStore does nothing.
+// StoreOption changes how EnsureStoreWith finds loop device nodes.
+type StoreOption func(*loopNodes)
+
+// WithLoopNodeDir lets EnsureStoreWith make a loop device node in dir
+// (the daemon's own run folder, on a mount without nodev) when the
+// platform keeps none for the device /dev/loop-control handed out; the
+// node is removed as soon as it is open. Default: none is made.
+func WithLoopNodeDir(dir string) StoreOption { return func(n *loopNodes) { n.makeDir = dir } }
+
+// withLoopNodeDirs replaces where nodes are searched (tests).
+func withLoopNodeDirs(dirs ...string) StoreOption { return func(n *loopNodes) { n.dirs = dirs } }
+
+// EnsureStore is EnsureStoreWith without options.
 func EnsureStore(ctx context.Context, imagePath string, size int64, mountpoint string) error {
+	return EnsureStoreWith(ctx, imagePath, size, mountpoint)
+}
+
+// EnsureStoreWith makes sure the ext4 image at imagePath is loop-mounted
+// at mountpoint. A missing image is created sparse with size bytes and
+// formatted with mkfs.ext4 -O encrypt, or mke2fs -t ext4 -O encrypt where
+// there is no mkfs.ext4 (AOSP ships only mke2fs), under a temporary name,
+// so a crash never leaves a half-made image. An existing image is checked,
+// never formatted: a size other than size, a filesystem that is not ext4,
+// or ext4 without the encrypt feature is refused with ErrBadImage. If
+// mountpoint already has this image mounted, it does nothing. The loop
+// device comes from /dev/loop-control, its node from /dev or /dev/block
+// (found by device number), or see WithLoopNodeDir.
+func EnsureStoreWith(ctx context.Context, imagePath string, size int64, mountpoint string, opts ...StoreOption) error {
+	nodes := defaultLoopNodes
+	for _, o := range opts {
+		o(&nodes)
+	}
 	if size <= 0 {
 		return fmt.Errorf("store %s: size %d: must be positive", imagePath, size)
 	}
@@ -73,7 +96,7 @@ func EnsureStore(ctx context.Context, imagePath string, size int64, mountpoint s
 	if err := os.MkdirAll(mountpoint, 0o700); err != nil {
 		return fmt.Errorf("store mountpoint: %w", err)
 	}
-	return mountImage(ctx, imagePath, mountpoint)
+	return mountImage(ctx, imagePath, mountpoint, nodes)
 }
 
 // ReleaseStore unmounts the store at mountpoint; the loop device goes away
@@ -90,7 +113,7 @@ func storeMounted(imagePath, mountpoint string) (bool, error) {
 	if err != nil || m == nil {
 		return false, err
 	}
-	backing, err := loopBacking(m.Source)
+	backing, err := loopBackingDev(m.Major, m.Minor)
 	if err == nil && sameFile(backing, imagePath) {
 		return true, nil
 	}
@@ -142,10 +165,13 @@ func createImage(ctx context.Context, imagePath string, size int64) error {
 	if err != nil {
 		return fmt.Errorf("store %s: make sparse file: %w", imagePath, err)
 	}
-	// -E nodiscard: discarding a sparse file only punches holes it already has.
-	cmd := exec.CommandContext(ctx, mkfsProgram, "-q", "-F", "-O", "encrypt", "-E", "nodiscard", tmp)
+	argv, err := MkfsCommand(exec.LookPath)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", imagePath, err)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], tmp)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("store %s: %s: %w: %s", imagePath, mkfsProgram, err, bytes.TrimSpace(out))
+		return fmt.Errorf("store %s: %s: %w: %s", imagePath, argv[0], err, bytes.TrimSpace(out))
 	}
 	if f, err = os.Open(tmp); err == nil {
 		err = f.Sync()
@@ -161,6 +187,21 @@ func createImage(ctx context.Context, imagePath string, size int64) error {
 		return fmt.Errorf("store %s: %w", imagePath, err)
 	}
 	return nil
+}
+
+// MkfsCommand is the command (without the image's path) that makes an
+// ext4 filesystem with the encrypt feature: mkfs.ext4, else mke2fs -t ext4
+// (AOSP has no mkfs.ext4), as lookPath (exec.LookPath) finds them.
+func MkfsCommand(lookPath func(string) (string, error)) ([]string, error) {
+	// -E nodiscard: discarding a sparse file only punches holes it already has.
+	opts := []string{"-q", "-F", "-O", "encrypt", "-E", "nodiscard"}
+	if p, err := lookPath("mkfs.ext4"); err == nil {
+		return append([]string{p}, opts...), nil
+	}
+	if p, err := lookPath("mke2fs"); err == nil {
+		return append([]string{p, "-t", "ext4"}, opts...), nil
+	}
+	return nil, errors.New("neither mkfs.ext4 nor mke2fs is on PATH: install e2fsprogs (on Android, /system/bin/mke2fs)")
 }
 
 // checkImage refuses an image that is not a regular file of size bytes

@@ -139,7 +139,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			{Name: "events", Usage: "follow the profiles' state changes", Action: cmdEvents},
 			{Name: "version", Usage: "show the daemon's version", Action: cmdVersion},
-		}, netCommands(), storageCommands(), binderCommands())),
+		}, netCommands(), storageCommands(), binderCommands(), doctorCommands())),
 	}
 }
 

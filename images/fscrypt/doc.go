@@ -1,6 +1,7 @@
 // Package fscrypt is the small part of Linux file-based encryption that
-// workcell needs: v2 policies (AES-256-XTS contents, AES-256-CTS names,
-// 32-byte name padding), adding, removing and querying keys in the
+// workcell needs: v2 policies in two modes (AES-256-XTS contents with
+// AES-256-CTS names, or Adiantum for both where the CPU has no AES
+// instructions, as Android chooses; 32-byte name padding), adding, removing and querying keys in the
 // filesystem keyring, and keeping a profile key wrapped at rest.
 //
 // The ioctls are written against golang.org/x/sys/unix and the kernel UAPI

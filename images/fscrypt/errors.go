@@ -12,6 +12,11 @@ var (
 	ErrUnsupported = errors.New("filesystem does not support encryption")
 	// ErrPolicyMismatch: the directory already has a different policy.
 	ErrPolicyMismatch = errors.New("directory has a different encryption policy")
+	// ErrEncryptedParent: the directory lies under a directory encrypted
+	// with another policy (Android's /data/misc carries the device's DE
+	// policy), so a policy of its own cannot be set: the kernel answers
+	// EEXIST. A store image is the way out.
+	ErrEncryptedParent = errors.New("parent directory is already encrypted with another policy")
 	// ErrKeyAbsent: the key is not in the filesystem keyring.
 	ErrKeyAbsent = errors.New("key not present")
 	// ErrFilesBusy: the key was removed but files that use it are still

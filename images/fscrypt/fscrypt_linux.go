@@ -14,18 +14,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The policy every workcell directory gets: what Android's file-based
-// encryption uses on hardware without inline crypto.
-const (
-	contentsMode  = unix.FSCRYPT_MODE_AES_256_XTS
-	filenamesMode = unix.FSCRYPT_MODE_AES_256_CTS
-	policyFlags   = unix.FSCRYPT_POLICY_FLAGS_PAD_32
-)
+// The policies a workcell directory gets, one per Mode: what Android's
+// file-based encryption uses on hardware without inline crypto. Adiantum
+// is a wide-block cipher with a 32-byte IV, so Android (and workcell)
+// use it with DIRECT_KEY: the master key encrypts directly, the file's
+// nonce goes in the IV, and no per-file key is derived.
+type policyModes struct{ contents, filenames, flags uint8 }
+
+var policies = map[Mode]policyModes{
+	ModeAES:      {unix.FSCRYPT_MODE_AES_256_XTS, unix.FSCRYPT_MODE_AES_256_CTS, unix.FSCRYPT_POLICY_FLAGS_PAD_32},
+	ModeAdiantum: {unix.FSCRYPT_MODE_ADIANTUM, unix.FSCRYPT_MODE_ADIANTUM, unix.FSCRYPT_POLICY_FLAGS_PAD_32 | unix.FSCRYPT_POLICY_FLAG_DIRECT_KEY},
+}
+
+// modeOf names the workcell mode of a v2 policy's modes and flags, or "".
+func modeOf(contents, filenames, flags uint8) Mode {
+	for m, p := range policies {
+		if p == (policyModes{contents, filenames, flags}) {
+			return m
+		}
+	}
+	return ""
+}
 
 // Layout sizes from linux/fscrypt.h on x86-64 (and every other arch: the
 // structs have no padding); TestUAPILayout keeps them honest.
 const (
 	sizeofPolicyV2     = 24
+	sizeofPolicyV1     = 12
 	sizeofAddKeyArg    = 80
 	sizeofRemoveKeyArg = 64
 	sizeofKeyStatusArg = 128
@@ -56,14 +71,25 @@ func unsupported(err error) bool {
 	return errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP)
 }
 
-// SetPolicy gives the empty directory dir a v2 policy with the key id.
-// Add the key first: the kernel refuses an absent key (ErrKeyAbsent) only
-// to callers without CAP_FOWNER, so root could otherwise lock a folder
-// with a key nobody has. Setting the same policy again is a no-op; a
-// different one is ErrPolicyMismatch.
+// SetPolicy gives the empty directory dir a v2 AES policy with the key
+// id: SetPolicyMode with ModeAES.
 func SetPolicy(ctx context.Context, dir string, id Identifier) error {
+	return SetPolicyMode(ctx, dir, id, ModeAES)
+}
+
+// SetPolicyMode gives the empty directory dir a v2 policy of mode with the
+// key id. Add the key first: the kernel refuses an absent key
+// (ErrKeyAbsent) only to callers without CAP_FOWNER, so root could
+// otherwise lock a folder with a key nobody has. Setting the same policy
+// again is a no-op; a different one, or a directory under an encrypted
+// parent (Android's /data/misc), is ErrPolicyMismatch.
+func SetPolicyMode(ctx context.Context, dir string, id Identifier, mode Mode) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	pm, ok := policies[mode]
+	if !ok {
+		return fmt.Errorf("set encryption policy on %s: unknown mode %q", dir, mode)
 	}
 	fd, err := openDir(dir)
 	if err != nil {
@@ -72,9 +98,9 @@ func SetPolicy(ctx context.Context, dir string, id Identifier) error {
 	defer unix.Close(fd)
 	p := unix.FscryptPolicyV2{
 		Version:                   unix.FSCRYPT_POLICY_V2,
-		Contents_encryption_mode:  contentsMode,
-		Filenames_encryption_mode: filenamesMode,
-		Flags:                     policyFlags,
+		Contents_encryption_mode:  pm.contents,
+		Filenames_encryption_mode: pm.filenames,
+		Flags:                     pm.flags,
 		Master_key_identifier:     id,
 	}
 	err = ioctl(fd, unix.FS_IOC_SET_ENCRYPTION_POLICY, unsafe.Pointer(&p))
@@ -90,20 +116,74 @@ func SetPolicy(ctx context.Context, dir string, id Identifier) error {
 		return fmt.Errorf("set encryption policy on %s: key %s: %w", dir, id, ErrKeyAbsent)
 	case unsupported(err):
 		return fmt.Errorf("set encryption policy on %s: %w", dir, ErrUnsupported)
+	case errors.Is(err, unix.EINVAL) && mode == ModeAdiantum:
+		return fmt.Errorf("set encryption policy on %s: the kernel refuses Adiantum policies (%w): %w", dir, err, ErrUnsupported)
 	}
 	return fmt.Errorf("set encryption policy on %s: %w", dir, err)
 }
 
 // GetPolicy returns the key identifier of dir's v2 policy. An unencrypted
 // directory is ErrNotEncrypted; a filesystem without encryption is
-// ErrUnsupported; a policy other than workcell's is ErrPolicyMismatch.
+// ErrUnsupported; a policy other than workcell's (of either mode) is
+// ErrPolicyMismatch, with the identifier when it is a v2 policy.
 func GetPolicy(ctx context.Context, dir string) (Identifier, error) {
+	id, _, err := GetPolicyMode(ctx, dir)
+	return id, err
+}
+
+// GetPolicyMode is GetPolicy that also says the policy's mode.
+func GetPolicyMode(ctx context.Context, dir string) (Identifier, Mode, error) {
+	p, err := ReadPolicy(ctx, dir)
+	if err != nil {
+		return Identifier{}, "", err
+	}
+	if p.Version != unix.FSCRYPT_POLICY_V2 {
+		return Identifier{}, "", fmt.Errorf("%s has a version %d policy: %w", dir, p.Version, ErrPolicyMismatch)
+	}
+	m := modeOf(p.Contents, p.Filenames, p.Flags)
+	if m == "" {
+		return p.Identifier, "", fmt.Errorf("%s has modes %d/%d flags %#x: %w", dir, p.Contents, p.Filenames, p.Flags, ErrPolicyMismatch)
+	}
+	return p.Identifier, m, nil
+}
+
+// Policy is a directory's encryption policy as the kernel reports it,
+// whoever set it: workcell, or Android's vold (a v1 policy has a
+// descriptor instead of an identifier).
+type Policy struct {
+	Version                    uint8
+	Contents, Filenames, Flags uint8
+	Identifier                 Identifier                             // v2
+	Descriptor                 [unix.FSCRYPT_KEY_DESCRIPTOR_SIZE]byte // v1
+}
+
+// Key names the policy's key: the v2 identifier or the v1 descriptor.
+func (p Policy) Key() string {
+	if p.Version == unix.FSCRYPT_POLICY_V2 {
+		return p.Identifier.String()
+	}
+	return fmt.Sprintf("%x (v1 descriptor)", p.Descriptor[:])
+}
+
+// Mode is the policy's workcell mode, or "" when it is no policy workcell
+// sets.
+func (p Policy) Mode() Mode {
+	if p.Version != unix.FSCRYPT_POLICY_V2 {
+		return ""
+	}
+	return modeOf(p.Contents, p.Filenames, p.Flags)
+}
+
+// ReadPolicy returns dir's policy (FS_IOC_GET_ENCRYPTION_POLICY_EX) of any
+// version. An unencrypted directory is ErrNotEncrypted; a filesystem
+// without encryption is ErrUnsupported.
+func ReadPolicy(ctx context.Context, dir string) (Policy, error) {
 	if err := ctx.Err(); err != nil {
-		return Identifier{}, err
+		return Policy{}, err
 	}
 	fd, err := openDir(dir)
 	if err != nil {
-		return Identifier{}, fmt.Errorf("get encryption policy: %w", err)
+		return Policy{}, fmt.Errorf("get encryption policy: %w", err)
 	}
 	defer unix.Close(fd)
 	var arg unix.FscryptGetPolicyExArg
@@ -112,21 +192,23 @@ func GetPolicy(ctx context.Context, dir string) (Identifier, error) {
 	runtime.KeepAlive(&arg)
 	switch {
 	case errors.Is(err, unix.ENODATA):
-		return Identifier{}, fmt.Errorf("%s: %w", dir, ErrNotEncrypted)
+		return Policy{}, fmt.Errorf("%s: %w", dir, ErrNotEncrypted)
 	case unsupported(err):
-		return Identifier{}, fmt.Errorf("get encryption policy on %s: %w", dir, ErrUnsupported)
+		return Policy{}, fmt.Errorf("get encryption policy on %s: %w", dir, ErrUnsupported)
 	case err != nil:
-		return Identifier{}, fmt.Errorf("get encryption policy on %s: %w", dir, err)
+		return Policy{}, fmt.Errorf("get encryption policy on %s: %w", dir, err)
 	}
-	p := (*unix.FscryptPolicyV2)(unsafe.Pointer(&arg.Policy))
-	if p.Version != unix.FSCRYPT_POLICY_V2 || arg.Size != sizeofPolicyV2 {
-		return Identifier{}, fmt.Errorf("%s has a version %d policy: %w", dir, p.Version, ErrPolicyMismatch)
+	switch v := arg.Policy[0]; {
+	case v == unix.FSCRYPT_POLICY_V2 && arg.Size == sizeofPolicyV2:
+		p := (*unix.FscryptPolicyV2)(unsafe.Pointer(&arg.Policy))
+		return Policy{Version: v, Contents: p.Contents_encryption_mode, Filenames: p.Filenames_encryption_mode, Flags: p.Flags,
+			Identifier: Identifier(p.Master_key_identifier)}, nil
+	case v == unix.FSCRYPT_POLICY_V1 && arg.Size == sizeofPolicyV1:
+		p := (*unix.FscryptPolicyV1)(unsafe.Pointer(&arg.Policy))
+		return Policy{Version: v, Contents: p.Contents_encryption_mode, Filenames: p.Filenames_encryption_mode, Flags: p.Flags,
+			Descriptor: p.Master_key_descriptor}, nil
 	}
-	if p.Contents_encryption_mode != contentsMode || p.Filenames_encryption_mode != filenamesMode || p.Flags != policyFlags {
-		return Identifier(p.Master_key_identifier), fmt.Errorf("%s has modes %d/%d flags %#x: %w", dir,
-			p.Contents_encryption_mode, p.Filenames_encryption_mode, p.Flags, ErrPolicyMismatch)
-	}
-	return Identifier(p.Master_key_identifier), nil
+	return Policy{}, fmt.Errorf("%s has an encryption policy of version %d (%d bytes) this program does not know: %w", dir, arg.Policy[0], arg.Size, ErrPolicyMismatch)
 }
 
 // AddKey adds key to the keyring of the filesystem that holds path and
