@@ -203,8 +203,14 @@ func TestPolicyModesOnRealExt4(t *testing.T) {
 				} else if _, got, err := fscrypt.GetPolicyMode(ctx, shape); err != nil || got != mode {
 					t.Errorf("policy reads back as %q, %v", got, err)
 				}
-				t.Fatalf("this kernel cannot encrypt with %s, so files cannot be tested in that mode here "+
-					"(the policy itself was checked): %v", mode, perr)
+				// Debian's kernel has no Adiantum; the GKI-shaped guest
+				// (integration/vm) runs this test with the cipher and
+				// sets WORKCELL_REQUIRE_ADIANTUM, so there it must pass.
+				if os.Getenv("WORKCELL_REQUIRE_ADIANTUM") != "" || mode == fscrypt.ModeAES {
+					t.Fatalf("this kernel cannot encrypt with %s: %v", mode, perr)
+				}
+				t.Skipf("this kernel cannot encrypt with %s (the policy's shape was checked): %v; "+
+					"the file round trip in this mode runs in the GKI-shaped VM (TestGKIKernelShapeInVM)", mode, perr)
 			}
 			d, err := PrepareDataDirMode(ctx, filepath.Join(mnt, "p", "data"), key, mode)
 			if err != nil {
