@@ -92,6 +92,10 @@ type Config struct {
 	// holds IDRangeSize ids, at most IDRanges profiles at once.
 	IDBase   uint32 `json:"id_base"`
 	IDRanges uint32 `json:"id_ranges"`
+	// PIDNamespace is "auto" (each profile in its own pid namespace where
+	// the kernel has them) or "off" (the host's, with a hidepid procfs:
+	// what kernels without pid namespaces get, forced for tests).
+	PIDNamespace string `json:"pid_namespace"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -148,6 +152,8 @@ func DefaultConfig() Config {
 		UserNS:   "auto",
 		IDBase:   DefaultIDBase,
 		IDRanges: DefaultIDRanges,
+
+		PIDNamespace: "auto",
 	}
 }
 

@@ -20,9 +20,9 @@ import (
 // set`) a container shares the host's pid namespace. Three things then
 // stand in for it:
 //
-//   - its /proc is a private procfs instance mounted hidepid=invisible and
-//     subset=pid (Linux 5.8+; hidepid=2 before), so work lists only the
-//     processes it could ptrace: its own uid's;
+//   - its /proc is a private procfs instance mounted hidepid=invisible
+//     (Linux 5.8+; hidepid=2 before), so work lists only the processes it
+//     could ptrace: its own uid's;
 //   - work runs under its profile's own non-root uid range (no CAP_KILL,
 //     no CAP_SYS_PTRACE), so it cannot signal or trace a host process;
 //   - its init is whatever the bundle names, an ordinary process: killing
@@ -65,14 +65,19 @@ func ProbePIDNS(ctx context.Context) error {
 }
 
 // ProcModern and ProcLegacy are the options of a container's procfs
-// without a pid namespace. subset=pid leaves out everything but the
-// process folders (no /proc/sys, /proc/sysrq-trigger, /proc/kcore to
-// guard); hidepid=invisible hides, not only locks, other users'
-// processes. Both came with Linux 5.8 (per-mount procfs options); before
-// it hidepid=2 is the nearest, and is a setting of the whole pid
-// namespace, the host's too (Android mounts its /proc hidepid=2 already).
+// without a pid namespace. hidepid=invisible hides, not only locks, other
+// users' processes, in this procfs instance only (Linux 5.8 made procfs
+// options per mount); before 5.8 hidepid=2 is the nearest, and is a
+// setting of the whole pid namespace, the host's too (Android mounts its
+// /proc hidepid=2 already).
+//
+// subset=pid (also 5.8), which would leave only the process folders, is
+// not used: libcontainer's init reads /proc/sys/kernel/cap_last_cap inside
+// the container at every exec, which fails without /proc/sys. The rest of
+// /proc is guarded as in a pid namespace: runc's masked and read-only
+// paths, and /proc/sys is the host root's, read-only for a work uid.
 var (
-	ProcModern = []string{"hidepid=invisible", "subset=pid"}
+	ProcModern = []string{"hidepid=invisible"}
 	ProcLegacy = []string{"hidepid=2"}
 )
 
@@ -87,19 +92,17 @@ func ProbeProcOptions(ctx context.Context) ([]string, error) {
 	fd, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		// fsopen came with 5.2, per-mount procfs options with 5.8.
-		return ProcLegacy, fmt.Errorf("fsopen(proc): %w: the kernel is older than 5.2, so it has no hidepid=invisible or subset=pid (5.8)", err)
+		return ProcLegacy, fmt.Errorf("fsopen(proc): %w: the kernel is older than 5.2, so it has no hidepid=invisible (5.8)", err)
 	}
 	defer unix.Close(fd)
-	for _, kv := range [][2]string{{"hidepid", "invisible"}, {"subset", "pid"}} {
-		if err := unix.FsconfigSetString(fd, kv[0], kv[1]); err != nil {
-			return ProcLegacy, fmt.Errorf("procfs refuses %s=%s: %w (per-mount procfs options came with Linux 5.8)", kv[0], kv[1], err)
-		}
+	if err := unix.FsconfigSetString(fd, "hidepid", "invisible"); err != nil {
+		return ProcLegacy, fmt.Errorf("procfs refuses hidepid=invisible: %w (per-mount procfs options came with Linux 5.8)", err)
 	}
-	// Before 5.8 this would change the host's procfs; the options above
-	// are refused there, so it is reached only where instances are
+	// Before 5.8 this would change the host's procfs; the option above
+	// is refused there, so it is reached only where instances are
 	// private.
 	if err := unix.FsconfigCreate(fd); err != nil {
-		return ProcLegacy, fmt.Errorf("procfs instance with hidepid=invisible,subset=pid: %w", err)
+		return ProcLegacy, fmt.Errorf("procfs instance with hidepid=invisible: %w", err)
 	}
 	return ProcModern, nil
 }
