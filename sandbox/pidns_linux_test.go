@@ -332,3 +332,27 @@ func TestKillCgroupWithoutCgroupKill(t *testing.T) {
 		t.Fatalf("init did not end: %v", err)
 	}
 }
+
+// TestRangeOpensItsDevicesAndKeepsTheDaemonsGrant: under a range without
+// a user namespace, work's root opens a node the daemon made for it (0600,
+// owned by the range's root, as identityDevices makes a binder or tun
+// node), and the daemon's CAP_NET_ADMIN, ambient, survives its exec: it
+// makes a tun interface in its own network namespace.
+func TestRangeOpensItsDevicesAndKeepsTheDaemonsGrant(t *testing.T) {
+	rt, _ := newRuntime(t)
+	bundle, m := rangeBundle(t)
+	tun := specs.LinuxDevice{Path: "/dev/net/tun", Type: "c", Major: 10, Minor: 200, FileMode: ptr(os.FileMode(0o600))}
+	srcs, err := MakeDeviceNodes(context.Background(), filepath.Join(t.TempDir(), "dev"), []specs.LinuxDevice{tun}, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startContainerWith(t, rt, bundle, HardenOptions{UIDRange: &m, SharedPID: true, ProcOptions: ProcModern,
+		Devices: []specs.LinuxDevice{tun}, DeviceSources: srcs, ExtraCapabilities: []string{"CAP_NET_ADMIN"}})
+	if code, out := run(t, c, "sh", "-c", "id -u; exec 3<>/dev/net/tun && tunctl -t wctun0 && ip link set wctun0 up && ip link show wctun0"); code != 0 || !strings.HasPrefix(out, fmt.Sprint(m.HostID)) {
+		t.Fatalf("open the profile's tun node and make an interface as %d: exit %d: %s", m.HostID, code, out)
+	}
+	// Nothing but the grant: no CAP_CHOWN, CAP_KILL and the rest.
+	if _, out := run(t, c, "grep", "CapEff:", "/proc/self/status"); !strings.Contains(out, "0000000000001000") {
+		t.Fatalf("effective capabilities %q, want CAP_NET_ADMIN (bit 12) only", out)
+	}
+}
