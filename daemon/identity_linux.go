@@ -99,26 +99,32 @@ func decideIdentity(ctx context.Context, cfg Config) identity {
 func decide(ctx context.Context, cfg Config, k kernelProbes) identity {
 	id := identity{pool: idPool{base: cfg.IDBase, size: IDRangeSize, slots: cfg.IDRanges}}
 	const ranged = "work runs under its profile's id range without a mapping (non-root, no capabilities)"
-	if cfg.UserNS == "off" {
-		id.mode, id.why = identityUIDRange, "userns is \"off\" in the config: "+ranged
-	} else {
-		switch err := k.userNS(ctx); {
-		case unreachable(cfg.RunDir) != "":
-			// The runtime binds the root folder from inside the namespace,
-			// as the range's root.
-			id.mode, id.why = identityUIDRange, fmt.Sprintf("run_dir %s: %s, so a root in a user namespace cannot reach its root folder; %s", cfg.RunDir, unreachable(cfg.RunDir), ranged)
-		case err != nil:
-			id.mode, id.why = identityUIDRange, fmt.Sprintf("no user namespaces: %v; %s", err, ranged)
-		default:
-			id.mode, id.why = identityUserNS, "the kernel gives user namespaces (a child with CLONE_NEWUSER and a mapping started)"
-		}
-	}
 	if cfg.PIDNamespace == "off" {
 		id.pid, id.pidWhy = pidShared, "pid_namespace is \"off\" in the config: profiles share the host's pid namespace"
 	} else if err := k.pidNS(ctx); err != nil {
 		id.pid, id.pidWhy = pidShared, fmt.Sprintf("no pid namespaces: %v; profiles share the host's pid namespace", err)
 	} else {
 		id.pid, id.pidWhy = pidPrivate, "the kernel gives pid namespaces (a child with CLONE_NEWPID started)"
+	}
+	var uerr error
+	if cfg.UserNS != "off" {
+		uerr = k.userNS(ctx)
+	}
+	switch {
+	case cfg.UserNS == "off":
+		id.mode, id.why = identityUIDRange, "userns is \"off\" in the config: "+ranged
+	case unreachable(cfg.RunDir) != "":
+		// The runtime binds the root folder from inside the namespace,
+		// as the range's root.
+		id.mode, id.why = identityUIDRange, fmt.Sprintf("run_dir %s: %s, so a root in a user namespace cannot reach its root folder; %s", cfg.RunDir, unreachable(cfg.RunDir), ranged)
+	case uerr != nil:
+		id.mode, id.why = identityUIDRange, fmt.Sprintf("no user namespaces: %v; %s", uerr, ranged)
+	case id.pid == pidShared:
+		// The host's pid namespace belongs to the host's user namespace:
+		// root in another cannot mount its procfs.
+		id.mode, id.why = identityUIDRange, "the kernel gives user namespaces, but profiles share the host's pid namespace, whose /proc a user namespace cannot mount: "+ranged
+	default:
+		id.mode, id.why = identityUserNS, "the kernel gives user namespaces (a child with CLONE_NEWUSER and a mapping started)"
 	}
 	if id.pid == pidShared {
 		proc, err := k.proc(ctx)

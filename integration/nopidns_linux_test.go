@@ -355,3 +355,59 @@ func TestNoPIDNSInitExitLeavesNoChild(t *testing.T) {
 	})
 	d.assertNoLeftovers("work")
 }
+
+// TestNoPIDNSAdoptedAfterKill9: a daemon killed as in a crash leaves the
+// profile running; the next one adopts it, runs exec under the range
+// (read back from the container's state) and stops it by cgroup.
+func TestNoPIDNSAdoptedAfterKill9(t *testing.T) {
+	d := gkiDaemon(t, withConfig("standby", false))
+	d.install("work", stubbornArgs...)
+	base, _ := d.idsOf("work")
+	d.ok("start", "work")
+	waitFor(t, "work's processes", func() bool { return len(d.profilePids("work")) >= 4 })
+	pids := d.profilePids("work")
+	initPid := d.status("work").Pid
+	d.kill9()
+	for _, p := range pids {
+		if !pidAlive(p) {
+			t.Fatalf("pid %d of work died with the daemon", p)
+		}
+	}
+	d.start()
+	if p := d.status("work"); p.State != api.StateRunning || p.Pid != initPid {
+		t.Fatalf("after restart: %s pid %d, want running with init %d", p.State, p.Pid, initPid)
+	}
+	if got := strings.TrimSpace(d.ok("exec", "--user", "7:7", "work", "--", "id", "-u")); got != fmt.Sprint(base+7) {
+		t.Fatalf("exec --user 7 in the adopted profile ran as %s, want %d", got, base+7)
+	}
+	d.ok("stop", "--timeout", "200ms", "work")
+	for _, p := range pids {
+		if pidAlive(p) {
+			t.Errorf("after stop of the adopted profile, pid %d is alive", p)
+		}
+	}
+}
+
+// TestNoPIDNSWithUserNSRunsUnderTheRange: a kernel with user namespaces
+// but without pid namespaces (forced here by pid_namespace "off" alone):
+// root in a user namespace could not mount the host pid namespace's
+// procfs, so the daemon runs work under its range without one, and says
+// so.
+func TestNoPIDNSWithUserNSRunsUnderTheRange(t *testing.T) {
+	d := newDaemon(t, withConfig("pid_namespace", "off"), withConfig("standby", false))
+	var v api.VersionInfo
+	if err := json.Unmarshal([]byte(d.ok("--json", "version")), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Identity != "uid-range" || !strings.Contains(v.IdentityWhy, "cannot mount") || v.PIDMode != "shared-pid+hidepid" {
+		t.Fatalf("identity %q (%s), pid %q: want uid-range because of the shared pid namespace", v.Identity, v.IdentityWhy, v.PIDMode)
+	}
+	d.install("work")
+	d.ok("start", "work")
+	base, _ := d.idsOf("work")
+	if got := strings.TrimSpace(d.execOut("work", "id -u; ls /proc | grep -c '^[0-9]'")); !strings.HasPrefix(got, fmt.Sprint(base)) {
+		t.Fatalf("work runs as %q, want %d", got, base)
+	}
+	d.ok("remove", "work")
+	d.assertNoLeftovers("work")
+}

@@ -81,7 +81,8 @@ type HardenOptions struct {
 	// SharedPID runs the container in the host's pid namespace, for
 	// kernels without pid namespaces: its /proc gets ProcOptions (what
 	// ProbeProcOptions answered), its init is not pid 1. Work must not be
-	// host root then: UIDRange or UserNS is required.
+	// host root then: UIDRange is required (a user namespace cannot mount
+	// the host pid namespace's procfs).
 	SharedPID   bool
 	ProcOptions []string
 }

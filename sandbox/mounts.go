@@ -182,7 +182,12 @@ func hardenSharedPID(s *specs.Spec, opts HardenOptions) error {
 	if !opts.SharedPID {
 		return nil
 	}
-	if opts.UIDRange == nil && opts.UserNS == nil {
+	if opts.UserNS != nil {
+		// The host's pid namespace belongs to the host's user namespace:
+		// root in another cannot mount its procfs.
+		return fmt.Errorf("shared pid namespace: a user namespace cannot mount the host pid namespace's /proc; work runs under its uid range without one: %w", ErrInvalidSpec)
+	}
+	if opts.UIDRange == nil {
 		return fmt.Errorf("shared pid namespace: work would be host root, which sees and signals every host process; it needs its uid range: %w", ErrInvalidSpec)
 	}
 	if len(opts.ProcOptions) == 0 {

@@ -126,6 +126,7 @@ func TestHardenRangeAndSharedPID(t *testing.T) {
 			opts: func(h *HardenOptions) { h.ProcOptions = []string{"hidepid=invisible", "subset=pid"} }, want: "linux.sysctl.net.ipv4.ip_forward"},
 		{name: "sysctl with /proc/sys", edit: func(s *specs.Spec) { s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"} },
 			check: func(t *testing.T, s *specs.Spec) {}},
+		{name: "shared pid in a user namespace", opts: func(h *HardenOptions) { h.UIDRange, h.UserNS = nil, &UserNS{IDs: m} }, want: "user namespace cannot mount"},
 		{name: "both a user namespace and a range", opts: func(h *HardenOptions) { h.UserNS = &UserNS{IDs: m} }, want: "both"},
 	}
 	for _, tt := range tests {
