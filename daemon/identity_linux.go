@@ -226,9 +226,10 @@ func (d *Daemon) usernsPath(name string, r idRange) string {
 }
 
 // identityUp runs first when a profile's container is made: a profile from
-// before ranges gets one, and in userns mode its files are shifted into it
-// (once: the record says so) and the container joins the pinned user
-// namespace the network concern makes.
+// before ranges gets one, its files are shifted into it (once: the record
+// says so), and the container joins the pinned user namespace the network
+// concern makes (userns) or runs under the range without one (uid-range),
+// in the host's pid namespace where the decision says so.
 func (d *Daemon) identityUp(ctx context.Context, p *profile, h *sandbox.HardenOptions) error {
 	name := p.rec.Name
 	if p.rec.IDs == nil {
