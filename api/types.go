@@ -180,8 +180,14 @@ type VersionInfo struct {
 	StateDir  string `json:"state_dir"`
 	DaemonPid int    `json:"daemon_pid"`
 	// Identity is how work's ids relate to the host's: "userns" (each
-	// profile in its own user namespace) or "uid-range" (none: work root
-	// is host root on this kernel for now); IdentityWhy says why.
+	// profile in its own user namespace) or "uid-range" (none: work runs
+	// under its profile's id range without a mapping); IdentityWhy says why.
 	Identity    string `json:"identity,omitempty"`
 	IdentityWhy string `json:"identity_why,omitempty"`
+	// PIDMode is "pid-namespace" (each profile its own) or
+	// "shared-pid+hidepid" (the host's, with ProcOptions on the profile's
+	// /proc, killed by cgroup); PIDModeWhy says why.
+	PIDMode     string   `json:"pid_mode,omitempty"`
+	PIDModeWhy  string   `json:"pid_mode_why,omitempty"`
+	ProcOptions []string `json:"proc_options,omitempty"`
 }

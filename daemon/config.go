@@ -101,6 +101,10 @@ type Config struct {
 	// (Android: DNS lives in netd) and its net.dns* properties are empty;
 	// loopback addresses are refused (the phone's own services).
 	DNS []string `json:"dns"`
+	// PIDNamespace is "auto" (each profile in its own pid namespace where
+	// the kernel has them) or "off" (the host's, with a hidepid procfs:
+	// what kernels without pid namespaces get, forced for tests).
+	PIDNamespace string `json:"pid_namespace"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -159,6 +163,7 @@ func DefaultConfig() Config {
 		IDRanges: DefaultIDRanges,
 
 		FscryptContents: "auto",
+		PIDNamespace:    "auto",
 	}
 }
 

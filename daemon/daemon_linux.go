@@ -291,13 +291,11 @@ func (d *Daemon) Install(ctx context.Context, req api.InstallRequest) (api.Profi
 	d.profiles[req.Name] = p
 	d.mu.Unlock()
 
-	// In userns mode the copy is owned by the range: shifted once, here.
-	var shift *sandbox.IDMap
-	if d.userns() {
-		m := ids.idMap()
-		shift = &m
-		ids.Shifted = true
-	}
+	// Work runs under the range in every identity mode: the copy is
+	// owned by it, shifted once, here.
+	m := ids.idMap()
+	shift := &m
+	ids.Shifted = true
 	p.rec = record{Name: req.Name, State: api.StateLocked, Limits: req.Limits, NoStandby: req.NoStandby, CreatedAt: time.Now().UTC(), IDs: &ids}
 	err = d.store.install(p.rec, req.Bundle, shift, func(bundle string) error {
 		if _, err := sandbox.LoadBundle(bundle); err != nil {
@@ -639,7 +637,8 @@ func (d *Daemon) watch(p *profile, c *sandbox.Container) {
 // Version describes the daemon.
 func (d *Daemon) Version() api.VersionInfo {
 	return api.VersionInfo{Version: Version, API: api.Version, CgroupV2: sandbox.CgroupV2(), StateDir: d.cfg.StateDir, DaemonPid: os.Getpid(),
-		Identity: string(d.ident.mode), IdentityWhy: d.ident.why}
+		Identity: string(d.ident.mode), IdentityWhy: d.ident.why,
+		PIDMode: string(d.ident.pid), PIDModeWhy: d.ident.pidWhy, ProcOptions: d.ident.proc}
 }
 
 // Version is the daemon's version, set at link time.

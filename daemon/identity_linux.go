@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,7 +15,8 @@ import (
 )
 
 // Work root is not host root. The daemon decides once, here, how a
-// profile's ids relate to the host's:
+// profile's ids and processes relate to the host's, by probing the kernel
+// (never by guessing the platform):
 //
 //   - userns: each profile runs in its own user namespace; its uids and
 //     gids 0..65535 are its own host range (idrange.go). The profile's
@@ -25,19 +27,40 @@ import (
 //     inside it, so work's root administers its own network (the VPN
 //     client of vpn-lockdown makes its tunnel) and nothing of the host's.
 //   - uid-range: the kernel has no user namespaces (Android's GKI) or they
-//     are switched off: ranges are still allocated and recorded, but work
-//     runs as before. Running work under its range without a mapping is
-//     the phone-kernel issue's; nothing is refused here.
+//     are switched off: work runs under the same range without a mapping,
+//     the Android way (one uid range per profile): the bundle's uid u is
+//     host uid HostID+u, for init and exec alike, its files are shifted
+//     exactly as for userns, and its processes hold no capability (a
+//     non-root uid keeps none across exec; the daemon's grant, e.g.
+//     CAP_NET_ADMIN for a VPN client, is ambient).
+//
+// And, independently, the pid namespace:
+//
+//   - pid-namespace: each profile has its own; its init is pid 1.
+//   - shared-pid+hidepid: the kernel has none (GKI: `# CONFIG_PID_NS is
+//     not set`) or pid_namespace is "off": the profile shares the host's,
+//     its /proc is a procfs instance of its own mounted
+//     hidepid=invisible,subset=pid (hidepid=2 before Linux 5.8: what the
+//     kernel takes is probed), so it sees only its own uid's processes,
+//     and stop, wipe and remove kill it by cgroup.
 //
 // Layout: <run>/userns/<name>-<host id> is the pinned user namespace (the
 // host id in the name says which mapping it has); <run>/dev is a tmpfs of
 // the daemon's (without nodev, which /run usually has) holding each
-// profile's device nodes, owned by its mapped root.
+// profile's device nodes, owned by its range's root.
 type identityMode string
 
 const (
 	identityUserNS   identityMode = "userns"
 	identityUIDRange identityMode = "uid-range"
+)
+
+// pidMode is the pid namespace decision.
+type pidMode string
+
+const (
+	pidPrivate pidMode = "pid-namespace"
+	pidShared  pidMode = "shared-pid+hidepid"
 )
 
 const (
@@ -49,26 +72,69 @@ const (
 type identity struct {
 	mode identityMode
 	why  string
-	pool idPool
+	pid  pidMode
+	// pidWhy says why pid was chosen; proc are the procfs options of a
+	// shared pid namespace's /proc, procWhy why those.
+	pidWhy, procWhy string
+	proc            []string
+	pool            idPool
 }
 
-// decideIdentity probes the kernel, unless the config switched user
-// namespaces off.
+// kernelProbes are the kernel questions the decision asks; a test fakes
+// their answers.
+type kernelProbes struct {
+	userNS func(context.Context) error
+	pidNS  func(context.Context) error
+	proc   func(context.Context) ([]string, error)
+}
+
+var realProbes = kernelProbes{userNS: sandbox.ProbeUserNS, pidNS: sandbox.ProbePIDNS, proc: sandbox.ProbeProcOptions}
+
+// decideIdentity probes the kernel, unless the config switched a
+// namespace off.
 func decideIdentity(ctx context.Context, cfg Config) identity {
+	return decide(ctx, cfg, realProbes)
+}
+
+func decide(ctx context.Context, cfg Config, k kernelProbes) identity {
 	id := identity{pool: idPool{base: cfg.IDBase, size: IDRangeSize, slots: cfg.IDRanges}}
-	if cfg.UserNS == "off" {
-		id.mode, id.why = identityUIDRange, "userns is \"off\" in the config: work root is host root"
-		return id
+	const ranged = "work runs under its profile's id range without a mapping (non-root, no capabilities)"
+	if cfg.PIDNamespace == "off" {
+		id.pid, id.pidWhy = pidShared, "pid_namespace is \"off\" in the config: profiles share the host's pid namespace"
+	} else if err := k.pidNS(ctx); err != nil {
+		id.pid, id.pidWhy = pidShared, fmt.Sprintf("no pid namespaces: %v; profiles share the host's pid namespace", err)
+	} else {
+		id.pid, id.pidWhy = pidPrivate, "the kernel gives pid namespaces (a child with CLONE_NEWPID started)"
 	}
-	switch err := sandbox.ProbeUserNS(ctx); {
+	var uerr error
+	if cfg.UserNS != "off" {
+		uerr = k.userNS(ctx)
+	}
+	switch {
+	case cfg.UserNS == "off":
+		id.mode, id.why = identityUIDRange, "userns is \"off\" in the config: "+ranged
 	case unreachable(cfg.RunDir) != "":
 		// The runtime binds the root folder from inside the namespace,
 		// as the range's root.
-		id.mode, id.why = identityUIDRange, fmt.Sprintf("run_dir %s: %s, so a root in a user namespace cannot reach its root folder; work root is host root", cfg.RunDir, unreachable(cfg.RunDir))
-	case err != nil:
-		id.mode, id.why = identityUIDRange, fmt.Sprintf("no user namespaces: %v; work root is host root until the phone-kernel mode runs it under its range", err)
+		id.mode, id.why = identityUIDRange, fmt.Sprintf("run_dir %s: %s, so a root in a user namespace cannot reach its root folder; %s", cfg.RunDir, unreachable(cfg.RunDir), ranged)
+	case uerr != nil:
+		id.mode, id.why = identityUIDRange, fmt.Sprintf("no user namespaces: %v; %s", uerr, ranged)
+	case id.pid == pidShared:
+		// The host's pid namespace belongs to the host's user namespace:
+		// root in another cannot mount its procfs.
+		id.mode, id.why = identityUIDRange, "the kernel gives user namespaces, but profiles share the host's pid namespace, whose /proc a user namespace cannot mount: "+ranged
 	default:
 		id.mode, id.why = identityUserNS, "the kernel gives user namespaces (a child with CLONE_NEWUSER and a mapping started)"
+	}
+	if id.pid == pidShared {
+		proc, err := k.proc(ctx)
+		id.proc = proc
+		if err != nil {
+			id.procWhy = fmt.Sprintf("/proc mounted %s: %v; before Linux 5.8 hidepid is a setting of the whole pid namespace, the host's too", strings.Join(proc, ","), err)
+		} else {
+			id.procWhy = fmt.Sprintf("/proc mounted %s: work sees only its own processes", strings.Join(proc, ","))
+		}
+		id.pidWhy += "; " + id.procWhy + "; stop, wipe and remove kill by cgroup"
 	}
 	return id
 }
@@ -93,6 +159,7 @@ func (d *Daemon) openIdentity(ctx context.Context) error {
 	d.ident = decideIdentity(ctx, d.cfg)
 	d.log.Info("identity mode", "mode", d.ident.mode, "why", d.ident.why,
 		"id_base", d.ident.pool.base, "range_size", d.ident.pool.size, "ranges", d.ident.pool.slots)
+	d.log.Info("pid mode", "mode", d.ident.pid, "why", d.ident.pidWhy, "proc_options", strings.Join(d.ident.proc, ","))
 	return nil
 }
 
@@ -114,6 +181,19 @@ func (d *Daemon) allocateLocked(name string) (idRange, error) {
 func (d *Daemon) checkIDs(name string, r idRange) error {
 	if err := r.idMap().Validate(); err != nil {
 		return api.Errorf(api.ErrConflict, "profile %s: recorded id range %d+%d: %v", name, r.HostID, r.Size, err)
+	}
+	if r.HostID < sandbox.MinRangeHostID {
+		return api.Errorf(api.ErrConflict, "profile %s: recorded id range %d+%d starts below %d, among the host's own users; refusing to start it", name, r.HostID, r.Size, sandbox.MinRangeHostID)
+	}
+	// Work running as the daemon's own uid, or a uid the control socket
+	// trusts, would be that user.
+	for _, u := range []struct {
+		who string
+		uid int
+	}{{"the daemon's uid", os.Getuid()}, {"owner_uid", d.cfg.OwnerUID}, {"system_uid", d.cfg.SystemUID}} {
+		if u.uid >= 0 && r.idMap().Contains(uint32(u.uid)) {
+			return api.Errorf(api.ErrConflict, "profile %s: recorded id range %d+%d holds %s %d; refusing to start it", name, r.HostID, r.Size, u.who, u.uid)
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -146,9 +226,10 @@ func (d *Daemon) usernsPath(name string, r idRange) string {
 }
 
 // identityUp runs first when a profile's container is made: a profile from
-// before ranges gets one, and in userns mode its files are shifted into it
-// (once: the record says so) and the container joins the pinned user
-// namespace the network concern makes.
+// before ranges gets one, its files are shifted into it (once: the record
+// says so), and the container joins the pinned user namespace the network
+// concern makes (userns) or runs under the range without one (uid-range),
+// in the host's pid namespace where the decision says so.
 func (d *Daemon) identityUp(ctx context.Context, p *profile, h *sandbox.HardenOptions) error {
 	name := p.rec.Name
 	if p.rec.IDs == nil {
@@ -170,24 +251,37 @@ func (d *Daemon) identityUp(ctx context.Context, p *profile, h *sandbox.HardenOp
 	if err := d.checkIDs(name, *p.rec.IDs); err != nil {
 		return err
 	}
-	if !d.userns() {
-		if p.rec.IDs.Shifted {
-			d.log.Warn("profile's files are owned by its id range but user namespaces are off: its non-root processes see other owners",
-				"profile", name, "why", d.ident.why)
-		}
-		return nil
-	}
+	// Both modes run work under its range: its files must be the range's.
 	if !p.rec.IDs.Shifted {
 		if err := d.shiftProfile(ctx, p); err != nil {
 			return err
 		}
 	}
-	h.UserNS = &sandbox.UserNS{IDs: p.rec.IDs.idMap(), Path: d.usernsPath(name, *p.rec.IDs)}
+	ids := p.rec.IDs.idMap()
+	if d.userns() {
+		h.UserNS = &sandbox.UserNS{IDs: ids, Path: d.usernsPath(name, *p.rec.IDs)}
+	} else {
+		h.UIDRange = &ids
+	}
+	if d.ident.pid == pidShared {
+		h.SharedPID, h.ProcOptions = true, slices.Clone(d.ident.proc)
+	}
 	// Init's console is work's own output (it lives in work's encrypted
-	// data): its root may open it again through /proc/1/fd/1, as host root
-	// could before. The log is capped in place, so the owner stays.
-	if err := sandbox.ShiftFile(filepath.Join(d.logsDir(name), consoleLog), h.UserNS.IDs); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// data): its root may open it again through /proc/self/fd/1, as host
+	// root could before. The log is capped in place, so the owner stays.
+	if err := sandbox.ShiftFile(filepath.Join(d.logsDir(name), consoleLog), ids); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
+	}
+	return nil
+}
+
+// rangeOf is the range the container of h runs under, or nil.
+func rangeOf(h *sandbox.HardenOptions) *sandbox.IDMap {
+	switch {
+	case h.UserNS != nil:
+		return &h.UserNS.IDs
+	case h.UIDRange != nil:
+		return h.UIDRange
 	}
 	return nil
 }
@@ -226,11 +320,17 @@ func (d *Daemon) shiftProfile(ctx context.Context, p *profile) error {
 // the folders above the mountpoint can be passed through (0711) by it,
 // which the runtime needs to bind the root inside the namespace.
 func (d *Daemon) identityRootfs(h *sandbox.HardenOptions, upper, target string) error {
-	if h.UserNS == nil {
+	ids := rangeOf(h)
+	if ids == nil {
 		return nil
 	}
-	if err := sandbox.ShiftFile(upper, h.UserNS.IDs); err != nil {
+	if err := sandbox.ShiftFile(upper, *ids); err != nil {
 		return err
+	}
+	if h.UserNS == nil {
+		// Without a user namespace the runtime binds the root as host
+		// root, before it drops to the range.
+		return nil
 	}
 	for _, dir := range []string{filepath.Dir(target), filepath.Dir(filepath.Dir(target))} {
 		if err := os.Chmod(dir, 0o711); err != nil {
@@ -241,13 +341,14 @@ func (d *Daemon) identityRootfs(h *sandbox.HardenOptions, upper, target string) 
 }
 
 // identityDevices runs last in prepare, once every concern has named its
-// devices: in a user namespace each is bind-mounted from a node of the
-// profile's own, owned by its mapped root and 0600, so that work's root
+// devices: in a user namespace or under a range, each is bind-mounted
+// from a node of the profile's own, owned by its range's root, so that work
 // can open it and no other host uid can (a host node such as
 // /dev/net/tun is root's 0600, and a binder context must not be opened
 // from the personal side). The cgroup device rule stays the gate inside.
 func (d *Daemon) identityDevices(ctx context.Context, p *profile, h *sandbox.HardenOptions) error {
-	if h.UserNS == nil || len(h.Devices) == 0 {
+	ids := rangeOf(h)
+	if ids == nil || len(h.Devices) == 0 {
 		return nil
 	}
 	// Mounted at the first need (a daemon that fails to start leaves no
@@ -256,7 +357,7 @@ func (d *Daemon) identityDevices(ctx context.Context, p *profile, h *sandbox.Har
 		return fmt.Errorf("devices of profile %s: %w", p.rec.Name, err)
 	}
 	dir := d.devicesDir(p.rec.Name)
-	srcs, err := sandbox.MakeDeviceNodes(ctx, dir, h.Devices, h.UserNS.IDs, h.DeviceSources)
+	srcs, err := sandbox.MakeDeviceNodes(ctx, dir, h.Devices, *ids, h.DeviceSources)
 	if err != nil {
 		return fmt.Errorf("devices of profile %s: %w", p.rec.Name, err)
 	}
@@ -274,9 +375,6 @@ func (d *Daemon) devicesDir(name string) string { return filepath.Join(d.cfg.Run
 // identityDown removes the profile's device nodes once its container is
 // gone.
 func (d *Daemon) identityDown(ctx context.Context, p *profile) {
-	if !d.userns() {
-		return
-	}
 	if err := os.RemoveAll(d.devicesDir(p.rec.Name)); err != nil {
 		d.log.Warn("remove the profile's device nodes", "profile", p.rec.Name, "err", err)
 	}

@@ -16,7 +16,11 @@ import (
 
 // DefaultIDBase is above every uid Android gives (user n's apps are
 // n*100000+appId, and far fewer than 10,000 users exist) and above the
-// subordinate ranges distributions hand out from 100000.
+// subordinate ranges distributions hand out from 100000. Without user
+// namespaces these ids are work's real host uids, so a range may never
+// hold root, the system's users (below sandbox.MinRangeHostID, Android's
+// AID_APP_START) or a uid the control socket trusts (owner_uid,
+// system_uid): the config and every recorded range are checked.
 const DefaultIDBase = 1_000_000_000
 
 // IDRangeSize is the ids of one profile: 0..65535, as LXD and runc's

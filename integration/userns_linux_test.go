@@ -142,8 +142,8 @@ func TestWorkRootIsNotHostRoot(t *testing.T) {
 }
 
 // TestUserNSOffIsHostIDs: with userns "off" (the peer the bench compares
-// with, and the seam of kernels without user namespaces) the range is
-// still allocated, but work root is host root.
+// with, and what kernels without user namespaces get) there is no mapping:
+// work runs under its range's host ids as they are.
 func TestUserNSOffIsHostIDs(t *testing.T) {
 	d := newDaemon(t, withConfig("userns", "off"), withConfig("standby", false))
 	var v api.VersionInfo
@@ -159,6 +159,9 @@ func TestUserNSOffIsHostIDs(t *testing.T) {
 	if got := strings.Join(strings.Fields(d.ok("exec", "work", "--", "cat", "/proc/self/uid_map")), " "); got != "0 0 4294967295" {
 		t.Fatalf("uid_map with userns off = %q, want the identity", got)
 	}
+	if base, _ := d.idsOf("work"); strings.TrimSpace(d.ok("exec", "work", "--", "id", "-u")) != fmt.Sprint(base) {
+		t.Fatalf("work's root with userns off is not its range's host id %d", base)
+	}
 }
 
 // TestProfileFromBeforeRangesMovesToItsUserNS: a profile installed before
@@ -170,12 +173,17 @@ func TestProfileFromBeforeRangesMovesToItsUserNS(t *testing.T) {
 	d := newDaemon(t, withConfig("userns", "off"), withConfig("standby", false))
 	d.install("work")
 	d.ok("start", "work")
-	d.execOut("work", "echo old > /old-file && chown 1000:1000 /old-file")
-	upper := filepath.Join(d.dataDir("work"), "upper")
-	if u, _ := ownerOf(t, filepath.Join(upper, "old-file")); u != 1000 {
-		t.Fatalf("with host ids, work's uid 1000 wrote a file of host uid %d", u)
-	}
 	d.ok("stop", "work")
+	// What a daemon from before ranges left: a file of host uid 1000 in
+	// the upper layer (work is no longer host root in any mode, so the
+	// host writes it).
+	upper := filepath.Join(d.dataDir("work"), "upper")
+	if err := os.WriteFile(filepath.Join(upper, "old-file"), []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(filepath.Join(upper, "old-file"), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
 	d.term()
 	recPath := filepath.Join(d.state, "profiles", "work", "profile.json")
 	b, err := os.ReadFile(recPath)

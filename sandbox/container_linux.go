@@ -50,6 +50,10 @@ type Container struct {
 	// cgroup (cgroup_v1_linux.go); warnings the limits not enforced.
 	v1       []string
 	warnings []string
+	// ids is the id range work runs under without a user namespace
+	// (HardenOptions.UIDRange): exec shifts a caller's user into it. nil
+	// otherwise.
+	ids *IDMap
 }
 
 // Warnings lists what the kernel could not enforce for this container,
@@ -199,13 +203,16 @@ func (c *Container) StopCut(ctx context.Context, grace time.Duration, cut contex
 	if err != nil {
 		return fmt.Errorf("container %s: stop: %w", c.id, err)
 	}
+	// Without a pid namespace init is an ordinary process: its exit
+	// leaves the others running, so they are killed by cgroup.
+	shared := sharedPID(c.lc)
 	if st != Stopped && c.alive() {
 		if err := c.lc.Signal(unix.SIGTERM); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) && !errors.Is(err, os.ErrProcessDone) {
 			return fmt.Errorf("container %s: stop: SIGTERM: %w", c.id, err)
 		}
 		// init is pid 1 of its namespace: the kernel drops a signal it has
 		// no handler for, so without one there is nothing to wait for.
-		if !catches(c.pid, unix.SIGTERM) {
+		if !shared && !catches(c.pid, unix.SIGTERM) {
 			grace = 0
 		}
 		if st == Paused {
@@ -223,9 +230,13 @@ func (c *Container) StopCut(ctx context.Context, grace time.Duration, cut contex
 		}
 		if err != nil {
 			c.log.Info("container ignored SIGTERM, killing", "id", c.id, "grace", grace)
-			// init is pid 1 of its own pid namespace: SIGKILL to it
-			// takes every process of the namespace down.
-			if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) && !errors.Is(err, os.ErrProcessDone) {
+			if shared {
+				if err := c.KillAll(ctx); err != nil {
+					return fmt.Errorf("container %s: stop: %w", c.id, err)
+				}
+			} else if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) && !errors.Is(err, os.ErrProcessDone) {
+				// init is pid 1 of its own pid namespace: SIGKILL to it
+				// takes every process of the namespace down.
 				return fmt.Errorf("container %s: stop: SIGKILL: %w", c.id, err)
 			}
 			if err := c.Wait(ctx); err != nil {
@@ -235,6 +246,14 @@ func (c *Container) StopCut(ctx context.Context, grace time.Duration, cut contex
 	} else if st == Paused {
 		// init is dead but the cgroup is frozen: thaw so it can go.
 		if err := c.Thaw(ctx); err != nil {
+			return fmt.Errorf("container %s: stop: %w", c.id, err)
+		}
+	}
+	// init's children (a double-forked daemon, one that ignores SIGTERM)
+	// outlive it here; libcontainer's Destroy would kill them in one
+	// pass, which a fork under way can escape on a v1 freezer.
+	if shared {
+		if err := c.KillAll(ctx); err != nil {
 			return fmt.Errorf("container %s: stop: %w", c.id, err)
 		}
 	}

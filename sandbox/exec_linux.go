@@ -176,6 +176,15 @@ func (c *Container) start(ctx context.Context, e ExecSpec, setup func(*Process, 
 	if u.UID == noID || u.GID == noID {
 		return nil, fmt.Errorf("container %s: exec %s: uid/gid %d is not a user: %w", c.id, e.Args[0], noID, ErrInvalidSpec)
 	}
+	if e.User != nil && c.ids != nil {
+		// Container ids, as the caller knows them; the recorded process
+		// user is shifted already.
+		s, err := c.ids.shiftUser(*e.User)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: exec %s: %w", c.id, e.Args[0], err)
+		}
+		u = &s
+	}
 	// A process joining a frozen cgroup would freeze at once and Exec
 	// would hang until ctx ends.
 	if st, err := c.State(ctx); err != nil {

@@ -68,6 +68,23 @@ type HardenOptions struct {
 	// container's, else from the same path.
 	UserNS        *UserNS
 	DeviceSources map[string]string
+	// UIDRange, when set and UserNS is not (a kernel without user
+	// namespaces, or the daemon's userns "off"), runs work under its
+	// profile's id range without a mapping: the bundle's process.user
+	// uid and gid (and additionalGids) u become UIDRange.HostID+u, the
+	// profile's files are owned by the range, and a non-root uid keeps no
+	// capability across exec (effective, permitted, inheritable and
+	// ambient are emptied; the bounding set stays, and
+	// ExtraCapabilities, the daemon's grant, become ambient). Devices are
+	// bind-mounted from DeviceSources as with UserNS.
+	UIDRange *IDMap
+	// SharedPID runs the container in the host's pid namespace, for
+	// kernels without pid namespaces: its /proc gets ProcOptions (what
+	// ProbeProcOptions answered), its init is not pid 1. Work must not be
+	// host root then: UIDRange is required (a user namespace cannot mount
+	// the host pid namespace's procfs).
+	SharedPID   bool
+	ProcOptions []string
 }
 
 // DefaultOOMScoreAdj is the container's oom_score_adj unless the daemon or
@@ -506,11 +523,20 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 	if err := hardenProcessLimits(p, opts); err != nil {
 		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
 	}
+	if err := hardenUIDRange(p, opts); err != nil {
+		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
+	}
 	for _, c := range opts.ExtraCapabilities {
 		if !validCapName(c) {
 			return nil, fmt.Errorf("harden %s: extra capability %q is not a CAP_ name: %w", opts.ID, c, ErrInvalidSpec)
 		}
-		for _, set := range []*[]string{&p.Capabilities.Bounding, &p.Capabilities.Effective, &p.Capabilities.Permitted} {
+		sets := []*[]string{&p.Capabilities.Bounding, &p.Capabilities.Effective, &p.Capabilities.Permitted}
+		if ranged(opts) {
+			// A non-root uid keeps a capability across exec only as an
+			// ambient one (which needs it inheritable too).
+			sets = append(sets, &p.Capabilities.Inheritable, &p.Capabilities.Ambient)
+		}
+		for _, set := range sets {
 			if !slices.Contains(*set, c) {
 				*set = append(*set, c)
 			}
@@ -519,6 +545,9 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 
 	// The daemon's mounts (binder node, resolv.conf...) are trusted.
 	s.Mounts = append(hardenMounts(s.Mounts), opts.Mounts...)
+	if err := hardenSharedPID(s, opts); err != nil {
+		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
+	}
 
 	if s.Linux == nil {
 		s.Linux = &specs.Linux{}
@@ -531,6 +560,9 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 		{Type: specs.IPCNamespace},
 		{Type: specs.NetworkNamespace, Path: opts.NetNSPath},
 		{Type: specs.CgroupNamespace},
+	}
+	if opts.SharedPID {
+		l.Namespaces = l.Namespaces[1:]
 	}
 	if err := hardenUserNS(s, opts); err != nil {
 		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
@@ -551,7 +583,7 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 	// Deny all, then libcontainer's defaults (specconv.AllowedDevices) and
 	// the daemon's own devices are allowed.
 	r.Devices = []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
-	if opts.UserNS == nil {
+	if opts.UserNS == nil && opts.UIDRange == nil {
 		l.Devices = slices.Clone(opts.Devices)
 	}
 	for _, d := range opts.Devices {
@@ -608,6 +640,9 @@ func hardenProcessLimits(p *specs.Process, opts HardenOptions) error {
 func hardenUserNS(s *specs.Spec, opts HardenOptions) error {
 	u := opts.UserNS
 	if u == nil {
+		if opts.UIDRange != nil {
+			return bindDevices(s, opts)
+		}
 		return nil
 	}
 	if err := u.IDs.Validate(); err != nil {
@@ -620,6 +655,13 @@ func hardenUserNS(s *specs.Spec, opts HardenOptions) error {
 		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: u.IDs.HostID, Size: u.IDs.Size}}
 		l.UIDMappings, l.GIDMappings = m, slices.Clone(m)
 	}
+	return bindDevices(s, opts)
+}
+
+// bindDevices makes the daemon's devices bind mounts of nodes the daemon
+// made for the profile (MakeDeviceNodes: owned by its range), where work
+// cannot mknod or must not get a host node's owner.
+func bindDevices(s *specs.Spec, opts HardenOptions) error {
 	for _, d := range opts.Devices {
 		src := d.Path
 		if p, ok := opts.DeviceSources[d.Path]; ok {

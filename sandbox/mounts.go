@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -172,4 +173,40 @@ func bounded(s string) string {
 		return strconv.Quote(s[:max]) + "..."
 	}
 	return strconv.Quote(s)
+}
+
+// hardenSharedPID adds the daemon's procfs options to the container's
+// /proc when it shares the host's pid namespace, and refuses what cannot
+// work or would not be safe there.
+func hardenSharedPID(s *specs.Spec, opts HardenOptions) error {
+	if !opts.SharedPID {
+		return nil
+	}
+	if opts.UserNS != nil {
+		// The host's pid namespace belongs to the host's user namespace:
+		// root in another cannot mount its procfs.
+		return fmt.Errorf("shared pid namespace: a user namespace cannot mount the host pid namespace's /proc; work runs under its uid range without one: %w", ErrInvalidSpec)
+	}
+	if opts.UIDRange == nil {
+		return fmt.Errorf("shared pid namespace: work would be host root, which sees and signals every host process; it needs its uid range: %w", ErrInvalidSpec)
+	}
+	if len(opts.ProcOptions) == 0 {
+		return fmt.Errorf("shared pid namespace: no procfs options (hidepid) for /proc: %w", ErrInvalidSpec)
+	}
+	for _, o := range opts.ProcOptions {
+		if !strings.HasPrefix(o, "hidepid=") && !strings.HasPrefix(o, "subset=") {
+			return fmt.Errorf("shared pid namespace: procfs option %q is not hidepid= or subset=: %w", o, ErrInvalidSpec)
+		}
+	}
+	// Without /proc/sys (subset=pid) the runtime cannot write a sysctl.
+	if slices.Contains(opts.ProcOptions, "subset=pid") && s.Linux != nil && len(s.Linux.Sysctl) > 0 {
+		keys := slices.Sorted(maps.Keys(s.Linux.Sysctl))
+		return &FieldError{"linux.sysctl." + keys[0], "cannot be set on this kernel: without pid namespaces the container's /proc holds only its processes (subset=pid), no /proc/sys"}
+	}
+	for i := range s.Mounts {
+		if s.Mounts[i].Type == "proc" && s.Mounts[i].Destination == "/proc" {
+			s.Mounts[i].Options = append(s.Mounts[i].Options, opts.ProcOptions...)
+		}
+	}
+	return nil
 }

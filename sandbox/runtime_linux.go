@@ -176,6 +176,10 @@ func (r *Runtime) Prepare(ctx context.Context, s Spec) (_ *Container, retErr err
 			}
 		}
 	}()
+	ids := rangeOf(h)
+	if ids != nil {
+		cfg.Labels = append(cfg.Labels, ids.label())
+	}
 	if s.Stdout != nil {
 		proc.Stdout, proc.Stderr = s.Stdout, s.Stdout
 	}
@@ -210,7 +214,7 @@ func (r *Runtime) Prepare(ctx context.Context, s Spec) (_ *Container, retErr err
 		return nil, fmt.Errorf("start %s: %w", s.ID, err)
 	}
 	c := &Container{id: s.ID, lc: lc, pid: pid, pidfd: -1, log: r.log, reaped: make(chan struct{}), user: &user,
-		v1: plan.dirs(), warnings: plan.warnings}
+		v1: plan.dirs(), warnings: plan.warnings, ids: ids}
 	// The pidfd is taken before the reaper can reap, so it refers to init.
 	c.pidfd, err = unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
@@ -233,6 +237,11 @@ func (r *Runtime) discard(lc *libcontainer.Container) {
 	}
 	if st, err := lc.Status(); err == nil && st == libcontainer.Paused {
 		_ = lc.Resume()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), discardKillTimeout)
+	defer cancel()
+	if err := killShared(ctx, lc); err != nil {
+		r.log.Warn("cleanup after failed start", "id", lc.ID(), "err", err)
 	}
 	if err := lc.Destroy(); err != nil {
 		r.log.Warn("cleanup after failed start", "id", lc.ID(), "err", err)
@@ -289,7 +298,7 @@ func (r *Runtime) Load(ctx context.Context, id string) (*Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: state: %w", id, err)
 	}
-	c := &Container{id: id, lc: lc, pid: st.InitProcessPid, pidfd: -1, log: r.log, user: userFromLabels(st.Config.Labels)}
+	c := &Container{id: id, lc: lc, pid: st.InitProcessPid, pidfd: -1, log: r.log, user: userFromLabels(st.Config.Labels), ids: rangeFromLabels(st.Config.Labels)}
 	c.v1, c.warnings = fromLabels(st.Config.Labels)
 	if st.InitProcessPid > 0 {
 		fd, err := unix.PidfdOpen(st.InitProcessPid, unix.PIDFD_NONBLOCK)
@@ -363,6 +372,9 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 			if err := lc.Resume(); err != nil {
 				return fmt.Errorf("remove %s: thaw: %w", id, err)
 			}
+		}
+		if err := killShared(ctx, lc); err != nil {
+			return fmt.Errorf("remove %s: %w", id, err)
 		}
 		if err := lc.Destroy(); err != nil {
 			return fmt.Errorf("remove %s: %w", id, err)

@@ -316,3 +316,65 @@ func MakeDeviceNodes(ctx context.Context, dir string, devs []specs.LinuxDevice, 
 	}
 	return out, nil
 }
+
+// rangeOf is the range a container runs under without a user namespace,
+// or nil.
+func rangeOf(h HardenOptions) *IDMap {
+	if !ranged(h) {
+		return nil
+	}
+	m := *h.UIDRange
+	return &m
+}
+
+// rangeLabelKey records HardenOptions.UIDRange in the container's
+// libcontainer state, so that exec as a given user is shifted into the
+// range after the daemon restarted too.
+const rangeLabelKey = "workcell.uid-range"
+
+func (m IDMap) label() string { return fmt.Sprintf("%s=%d:%d", rangeLabelKey, m.HostID, m.Size) }
+
+// rangeFromLabels reads the label; nil when it is absent or malformed
+// (a malformed one cannot be written by the daemon).
+func rangeFromLabels(labels []string) *IDMap {
+	for _, l := range labels {
+		v, ok := strings.CutPrefix(l, rangeLabelKey+"=")
+		if !ok {
+			continue
+		}
+		a, b, ok := strings.Cut(v, ":")
+		host, err1 := strconv.ParseUint(a, 10, 32)
+		size, err2 := strconv.ParseUint(b, 10, 32)
+		if !ok || err1 != nil || err2 != nil {
+			return nil
+		}
+		m := IDMap{HostID: uint32(host), Size: uint32(size)}
+		if m.Validate() != nil {
+			return nil
+		}
+		return &m
+	}
+	return nil
+}
+
+// shiftUser gives a container user its host ids in the range.
+func (m IDMap) shiftUser(u User) (User, error) {
+	out := User{}
+	for _, p := range []struct {
+		name string
+		id   uint32
+		dst  *uint32
+	}{{"uid", u.UID, &out.UID}, {"gid", u.GID, &out.GID}} {
+		if p.id >= m.Size {
+			return User{}, fmt.Errorf("%s %d is outside the profile's %d ids: %w", p.name, p.id, m.Size, ErrInvalidSpec)
+		}
+		*p.dst = m.HostID + p.id
+	}
+	for _, g := range u.AdditionalGids {
+		if g >= m.Size {
+			return User{}, fmt.Errorf("additional gid %d is outside the profile's %d ids: %w", g, m.Size, ErrInvalidSpec)
+		}
+		out.AdditionalGids = append(out.AdditionalGids, m.HostID+g)
+	}
+	return out, nil
+}

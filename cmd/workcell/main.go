@@ -387,6 +387,9 @@ func cmdVersion(c *cli.Context) error {
 	if v.Identity != "" {
 		fmt.Fprintf(c.App.Writer, "identity: %s (%s)\n", v.Identity, v.IdentityWhy)
 	}
+	if v.PIDMode != "" {
+		fmt.Fprintf(c.App.Writer, "pid: %s (%s)\n", v.PIDMode, v.PIDModeWhy)
+	}
 	return nil
 }
 
