@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"bufio"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/workcell/workcell/api"
 	"github.com/workcell/workcell/images/fscrypt"
+	"github.com/workcell/workcell/sandbox"
 )
 
 // workcell doctor: each kernel and platform feature the daemon needs or
@@ -34,6 +33,7 @@ type doctorEnv struct {
 
 	probePIDNS          func(context.Context) error
 	probeUserNS         func(context.Context) error
+	probeCgroups        func(context.Context) (sandbox.CgroupLayout, error)
 	probeNFTables       func(context.Context) error
 	probeIPTablesLegacy func(context.Context) error
 	probeSeccomp        func() error
@@ -57,8 +57,8 @@ type doctorFacts struct {
 	binderDevices []string
 	binderNote    string
 	dns           dnsDecision
-	// warnings are the limits the kernel cannot enforce (the cgroup
-	// concern fills them).
+	// warnings are the limits the kernel cannot enforce for the
+	// profiles that run (sandbox.Container.Warnings).
 	warnings []string
 }
 
@@ -68,7 +68,7 @@ type doctorCheck func(ctx context.Context, env *doctorEnv, f *doctorFacts) api.D
 // doctorChecks are the rows, in the order they print.
 var doctorChecks = []doctorCheck{
 	checkPIDNS, checkUserNS,
-	checkCgroup("memory"), checkCgroup("cpu"), checkCgroup("pids"), checkFreezer,
+	checkCgroup("memory"), checkCgroup("cpu"), checkCgroup("pids"), checkFreezer, checkDevices,
 	checkOverlay, checkFscrypt, checkFscryptMode,
 	checkFirewall, checkVeth, checkTun, checkPolicyRouting, checkDNS,
 	checkBinder, checkSeccomp, checkLoop, checkMkfs,
@@ -77,7 +77,14 @@ var doctorChecks = []doctorCheck{
 // Doctor reports what the daemon found and chose.
 func (d *Daemon) Doctor(ctx context.Context) api.DoctorReport {
 	env := hostDoctorEnv()
-	return runDoctor(ctx, &env, d.doctorFacts())
+	f := d.doctorFacts()
+	// The limits the running profiles' kernels could not enforce.
+	for _, p := range d.Profiles(ctx) {
+		for _, w := range p.Warnings {
+			f.warnings = append(f.warnings, "profile "+p.Name+": "+w)
+		}
+	}
+	return runDoctor(ctx, &env, f)
 }
 
 func runDoctor(ctx context.Context, env *doctorEnv, f *doctorFacts) api.DoctorReport {
@@ -129,15 +136,20 @@ func errText(err error) string {
 	return err.Error()
 }
 
-func checkPIDNS(ctx context.Context, env *doctorEnv, _ *doctorFacts) api.DoctorCheck {
+func checkPIDNS(ctx context.Context, env *doctorEnv, f *doctorFacts) api.DoctorCheck {
 	const name = "pid namespace"
+	mode := string(f.ident.pid)
 	if err := env.probePIDNS(ctx); err != nil {
-		return missing(name, "host pid namespace, hidepid procfs", errText(err),
-			"no pid namespace: work shares the host's pid namespace; /proc is mounted hidepid=invisible, so work sees only its own processes, "+
-				"and its init is not pid 1",
+		return missing(name, mode, errText(err)+"; "+f.ident.pidWhy,
+			"no pid namespace: work shares the host's pid namespace; its /proc is mounted "+strings.Join(f.ident.proc, ",")+
+				" ("+f.ident.procWhy+"), so work sees only its own processes; its init is not pid 1, and stop, wipe and remove kill it by cgroup",
 			"enable CONFIG_PID_NS in the kernel (GKI leaves it off)")
 	}
-	return found(name, "own pid namespace", "a child in a new pid namespace started")
+	if f.ident.pid == pidShared {
+		return partial(name, mode, "the kernel has pid namespaces; "+f.ident.pidWhy,
+			"work shares the host's pid namespace (hidepid /proc)", "set pid_namespace to \"auto\" in the config")
+	}
+	return found(name, mode, f.ident.pidWhy)
 }
 
 func checkUserNS(ctx context.Context, env *doctorEnv, f *doctorFacts) api.DoctorCheck {
@@ -156,101 +168,72 @@ func checkUserNS(ctx context.Context, env *doctorEnv, f *doctorFacts) api.Doctor
 	return found(name, mode, f.ident.why)
 }
 
-// cgroupMount is one cgroup hierarchy of the mount table.
-type cgroupMount struct {
-	v2          bool
-	mountpoint  string
-	controllers []string
-}
-
-// cgroupMounts reads the cgroup hierarchies from root's mount table, and
-// for v2 the controllers it offers.
-func cgroupMounts(root string) ([]cgroupMount, error) {
-	b, err := os.ReadFile(filepath.Join(root, "proc/self/mounts"))
-	if err != nil {
-		return nil, fmt.Errorf("mount table: %w", err)
-	}
-	var out []cgroupMount
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 {
-			continue
-		}
-		mp := strings.ReplaceAll(f[1], `\040`, " ")
-		switch f[2] {
-		case "cgroup":
-			m := cgroupMount{mountpoint: mp}
-			for _, o := range strings.Split(f[3], ",") {
-				switch o {
-				case "memory", "cpu", "pids", "freezer", "cpuacct", "cpuset", "devices", "blkio":
-					m.controllers = append(m.controllers, o)
-				}
-			}
-			out = append(out, m)
-		case "cgroup2":
-			m := cgroupMount{v2: true, mountpoint: mp}
-			if c, err := os.ReadFile(filepath.Join(root, mp, "cgroup.controllers")); err == nil {
-				m.controllers = strings.Fields(string(c))
-			}
-			// The v2 freezer is cgroup.freeze, in every non-root cgroup
-			// since 5.2: the root has none, so ask for the file's kernel.
-			if _, err := os.Stat(filepath.Join(root, mp, "cgroup.stat")); err == nil {
-				m.controllers = append(m.controllers, "freezer")
-			}
-			out = append(out, m)
-		}
-	}
-	return out, nil
-}
-
-// whereController says where a controller is mounted: "v2 at X", "v1 at Y".
-func whereController(ms []cgroupMount, ctrl string) []string {
-	var at []string
-	for _, m := range ms {
-		if slices.Contains(m.controllers, ctrl) {
-			v := "v1"
-			if m.v2 {
-				v = "v2"
-			}
-			at = append(at, v+" at "+m.mountpoint)
-		}
-	}
-	return at
-}
-
 var cgroupCosts = map[string][2]string{
 	"memory": {"no memory controller: a profile's memory limit is not enforced (a warning, not a failed start)", "enable CONFIG_MEMCG"},
 	"cpu":    {"no cpu controller: a profile's CPU limit is not enforced (a warning, not a failed start)", "enable CONFIG_CGROUP_SCHED and CONFIG_FAIR_GROUP_SCHED"},
 	"pids":   {"no pids controller: a profile's process limit is not enforced, so a fork bomb in work is bounded only by memory (a warning, not a failed start)", "enable CONFIG_CGROUP_PIDS (GKI leaves it off)"},
 }
 
+// checkCgroup shows where the sandbox puts a controller's limit on this
+// layout (sandbox.ProbeCgroups, the probe the sandbox itself plans by).
 func checkCgroup(ctrl string) doctorCheck {
-	return func(_ context.Context, env *doctorEnv, _ *doctorFacts) api.DoctorCheck {
+	return func(ctx context.Context, env *doctorEnv, _ *doctorFacts) api.DoctorCheck {
 		name := "cgroup " + ctrl
-		ms, err := cgroupMounts(env.root)
+		l, err := env.probeCgroups(ctx)
 		if err != nil {
 			return missing(name, "", err.Error(), cgroupCosts[ctrl][0], "mount the cgroup hierarchies (Android's init does, from cgroups.json)")
 		}
-		at := whereController(ms, ctrl)
-		if len(at) == 0 {
-			return missing(name, "", "no cgroup hierarchy offers "+ctrl, cgroupCosts[ctrl][0],
+		c := l.Controller(ctrl)
+		if c.Use == sandbox.CgroupUseNone {
+			return missing(name, "", joinNote("no cgroup hierarchy offers "+ctrl, c.Note), cgroupCosts[ctrl][0],
 				cgroupCosts[ctrl][1]+", and mount it (cgroup2, or a v1 hierarchy as Android's /dev/memcg and /dev/cpuctl)")
 		}
-		return found(name, at[0], strings.Join(at, "; "))
+		return found(name, cgroupWhere(l, c), joinNote("layout "+l.Mode(), c.Note))
 	}
 }
 
-func checkFreezer(_ context.Context, env *doctorEnv, _ *doctorFacts) api.DoctorCheck {
+func cgroupWhere(l sandbox.CgroupLayout, c sandbox.CgroupController) string {
+	if c.Use == sandbox.CgroupUseV1 {
+		return "v1 at " + c.V1Mount
+	}
+	return "v2 at " + l.V2Mount
+}
+
+func joinNote(s, note string) string {
+	if note == "" {
+		return s
+	}
+	return s + "; " + note
+}
+
+func checkFreezer(ctx context.Context, env *doctorEnv, _ *doctorFacts) api.DoctorCheck {
 	const name = "cgroup freezer"
-	ms, err := cgroupMounts(env.root)
-	at := whereController(ms, "freezer")
-	if err != nil || len(at) == 0 {
+	l, err := env.probeCgroups(ctx)
+	c := l.Controller(sandbox.CgroupFreezer)
+	if err != nil || c.Use == sandbox.CgroupUseNone {
 		return missing(name, "", "no freezer in any cgroup hierarchy"+errSuffix(err),
 			"work mode off cannot freeze the profile: off fails, and only stop is left",
 			"enable CONFIG_CGROUP_FREEZER and mount cgroup2 (its cgroup.freeze), as Android does at /sys/fs/cgroup")
 	}
-	return found(name, at[0], strings.Join(at, "; "))
+	return found(name, cgroupWhere(l, c), joinNote("layout "+l.Mode(), c.Note))
+}
+
+// checkDevices: without a device cgroup (v1's, or v2's BPF filter) the
+// device allow-list cannot be enforced, and the sandbox refuses to start.
+func checkDevices(ctx context.Context, env *doctorEnv, _ *doctorFacts) api.DoctorCheck {
+	const name = "cgroup devices"
+	l, err := env.probeCgroups(ctx)
+	c := l.Controller(sandbox.CgroupDevices)
+	if err != nil || c.Use == sandbox.CgroupUseNone {
+		return missing(name, "", joinNote("no device cgroup"+errSuffix(err), c.Note),
+			"the device allow-list cannot be enforced, so no profile starts (sandbox.ErrNoDeviceCgroup)",
+			"enable CONFIG_CGROUP_BPF (cgroup v2's device filter, as GKI has) or CONFIG_CGROUP_DEVICE")
+	}
+	mode := "v1 devices at " + c.V1Mount
+	if c.Use == sandbox.CgroupUseV2 {
+		mode = "v2 BPF device filter"
+	}
+	return found(name, mode, joinNote("layout "+l.Mode(), c.Note))
 }
 
 func errSuffix(err error) string {

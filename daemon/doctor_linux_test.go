@@ -23,36 +23,52 @@ import (
 // fakeHost is a host root with every feature, as files under a folder,
 // and probes that all succeed; a case takes one feature away.
 type fakeHost struct {
-	files map[string]string
-	env   doctorEnv
-	facts doctorFacts
+	files   map[string]string
+	cgroups sandbox.CgroupLayout
+	env     doctorEnv
+	facts   doctorFacts
+}
+
+// noController takes a controller out of the fake layout, as the
+// sandbox's probe reports one the kernel lacks.
+func (h *fakeHost) noController(name string) {
+	for i, c := range h.cgroups.Controllers {
+		if c.Name == name {
+			h.cgroups.Controllers[i] = sandbox.CgroupController{Name: name, Use: sandbox.CgroupUseNone}
+		}
+	}
 }
 
 func newFakeHost() *fakeHost {
 	h := &fakeHost{files: map[string]string{
-		"proc/self/mounts": "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n" +
-			"none /dev/memcg cgroup rw,memory 0 0\n" +
-			"none /dev/cpuctl cgroup rw,cpu 0 0\n",
-		"sys/fs/cgroup/cgroup.controllers": "pids\n",
-		"sys/fs/cgroup/cgroup.stat":        "nr_descendants 0\n",
-		"proc/filesystems":                 "nodev\tsysfs\nnodev\toverlay\nnodev\tbinder\n\text4\n",
-		"proc/cpuinfo":                     "processor\t: 0\nFeatures\t: fp asimd aes pmull sha1\n",
-		"config":                           "CONFIG_VETH=y\nCONFIG_TUN=y\nCONFIG_OVERLAY_FS=y\n",
-		"dev/loop-control":                 "",
-		"dev/block/loop0":                  "",
-		"dev/net/tun":                      "",
+		"proc/filesystems": "nodev\tsysfs\nnodev\toverlay\nnodev\tbinder\n\text4\n",
+		"proc/cpuinfo":     "processor\t: 0\nFeatures\t: fp asimd aes pmull sha1\n",
+		"config":           "CONFIG_VETH=y\nCONFIG_TUN=y\nCONFIG_OVERLAY_FS=y\n",
+		"dev/loop-control": "",
+		"dev/block/loop0":  "",
+		"dev/net/tun":      "",
 	}}
 	ok := func(context.Context) error { return nil }
+	// Android's split layout, but with a pids controller on cgroup2.
+	h.cgroups = sandbox.CgroupLayout{V2Mount: "/sys/fs/cgroup", Unified: true, V2Controllers: []string{"pids"}, CPUQuotaV1: true,
+		Controllers: []sandbox.CgroupController{
+			{Name: sandbox.CgroupMemory, V1Mount: "/dev/memcg", Use: sandbox.CgroupUseV1},
+			{Name: sandbox.CgroupCPU, V1Mount: "/dev/cpuctl", Use: sandbox.CgroupUseV1},
+			{Name: sandbox.CgroupPids, V2: true, Use: sandbox.CgroupUseV2},
+			{Name: sandbox.CgroupFreezer, V2: true, Use: sandbox.CgroupUseV2},
+			{Name: sandbox.CgroupDevices, V2: true, Use: sandbox.CgroupUseV2},
+		}}
 	h.env = doctorEnv{
-		goarch:     "arm64",
-		lookPath:   func(p string) (string, error) { return "/system/bin/" + p, nil },
-		probePIDNS: ok, probeUserNS: ok, probeNFTables: ok, probeIPTablesLegacy: ok,
+		probeCgroups: func(context.Context) (sandbox.CgroupLayout, error) { return h.cgroups, nil },
+		goarch:       "arm64",
+		lookPath:     func(p string) (string, error) { return "/system/bin/" + p, nil },
+		probePIDNS:   ok, probeUserNS: ok, probeNFTables: ok, probeIPTablesLegacy: ok,
 		probeSeccomp: func() error { return nil },
 		probeCipher:  func(context.Context, fscrypt.Mode) error { return nil },
 		routes:       func() (bool, []int, error) { return false, []int{1012}, nil },
 	}
 	h.facts = doctorFacts{
-		ident: identity{mode: identityUserNS, why: "the kernel gives user namespaces"},
+		ident: identity{mode: identityUserNS, why: "the kernel gives user namespaces", pid: pidPrivate, pidWhy: "the kernel gives pid namespaces"},
 		mode:  fscrypt.ModeAES, modeWhy: "auto: the CPU has AES instructions",
 		binderfs: "/run/workcell/binderfs",
 		dns:      dnsDecision{source: dnsConfig, servers: []netip.Addr{netip.MustParseAddr("9.9.9.9")}, why: "the config's dns"},
@@ -107,7 +123,7 @@ func TestDoctorAllFound(t *testing.T) {
 	}
 	for name, mode := range map[string]string{
 		"cgroup memory": "v1 at /dev/memcg", "cgroup cpu": "v1 at /dev/cpuctl", "cgroup pids": "v2 at /sys/fs/cgroup",
-		"cgroup freezer": "v2 at /sys/fs/cgroup", "policy routing": "per-network tables", "loop devices": "/dev/loop-control, nodes in /dev/block",
+		"cgroup freezer": "v2 at /sys/fs/cgroup", "cgroup devices": "v2 BPF device filter", "pid namespace": "pid-namespace", "policy routing": "per-network tables", "loop devices": "/dev/loop-control, nodes in /dev/block",
 		"user namespace": "userns", "binder": "binderfs at /run/workcell/binderfs", "fscrypt contents": "AES-256-XTS", "dns": "config",
 		"firewall": "nftables", "mkfs.ext4": "mkfs.ext4",
 	} {
@@ -129,17 +145,20 @@ func TestDoctorReportsEachAbsenceWithItsFix(t *testing.T) {
 		fix    string
 		cost   string
 	}{
-		{"pid namespace", api.DoctorMissing, func(h *fakeHost) { h.env.probePIDNS = func(context.Context) error { return errAbsent } },
-			"host pid namespace, hidepid procfs", "CONFIG_PID_NS", "hidepid"},
+		{"pid namespace", api.DoctorMissing, func(h *fakeHost) {
+			h.env.probePIDNS = func(context.Context) error { return errAbsent }
+			h.facts.ident.pid, h.facts.ident.proc = pidShared, []string{"hidepid=invisible"}
+		}, "shared-pid+hidepid", "CONFIG_PID_NS", "hidepid=invisible"},
 		{"user namespace", api.DoctorMissing, func(h *fakeHost) {
 			h.env.probeUserNS = func(context.Context) error { return errAbsent }
 			h.facts.ident = identity{mode: identityUIDRange, why: "no user namespaces"}
 		}, "uid-range", "CONFIG_USER_NS", "uid range"},
-		{"cgroup memory", api.DoctorMissing, func(h *fakeHost) { h.files["proc/self/mounts"] = "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n" }, "", "CONFIG_MEMCG", "memory limit"},
-		{"cgroup cpu", api.DoctorMissing, func(h *fakeHost) { h.files["proc/self/mounts"] = "none /dev/memcg cgroup rw,memory 0 0\n" }, "", "CONFIG_CGROUP_SCHED", "CPU limit"},
-		{"cgroup pids", api.DoctorMissing, func(h *fakeHost) { h.files["sys/fs/cgroup/cgroup.controllers"] = "" }, "", "CONFIG_CGROUP_PIDS", "fork bomb"},
+		{"cgroup memory", api.DoctorMissing, func(h *fakeHost) { h.noController(sandbox.CgroupMemory) }, "", "CONFIG_MEMCG", "memory limit"},
+		{"cgroup cpu", api.DoctorMissing, func(h *fakeHost) { h.noController(sandbox.CgroupCPU) }, "", "CONFIG_CGROUP_SCHED", "CPU limit"},
+		{"cgroup pids", api.DoctorMissing, func(h *fakeHost) { h.noController(sandbox.CgroupPids) }, "", "CONFIG_CGROUP_PIDS", "fork bomb"},
+		{"cgroup devices", api.DoctorMissing, func(h *fakeHost) { h.noController(sandbox.CgroupDevices) }, "", "CONFIG_CGROUP_BPF", "no profile starts"},
 		{"cgroup freezer", api.DoctorMissing, func(h *fakeHost) {
-			h.files["proc/self/mounts"] = "none /dev/memcg cgroup rw,memory 0 0\n"
+			h.noController(sandbox.CgroupFreezer)
 		}, "", "CONFIG_CGROUP_FREEZER", "off"},
 		{"overlayfs", api.DoctorMissing, func(h *fakeHost) {
 			h.files["proc/filesystems"] = "nodev\tsysfs\n"

@@ -16,39 +16,9 @@ import (
 	"github.com/workcell/workcell/sandbox"
 )
 
-// The probes doctor asks the kernel through. probePIDNS, probeNFTables and
-// probeIPTablesLegacy stand in for sandbox.ProbePIDNS, netns.ProbeNFTables
-// and netns.ProbeIPTablesLegacy, which other branches add: at the merge
-// they are swapped for those in hostDoctorEnv and deleted here.
-
-// probePIDNS reports whether a child can start in a new pid namespace.
-func probePIDNS(ctx context.Context) error {
-	return probeClone(ctx, unix.CLONE_NEWPID, "CONFIG_PID_NS")
-}
-
-// probeClone starts a child with clone flags: the daemon's own binary,
-// killed at once (the clone is what is tested, not the program).
-func probeClone(ctx context.Context, flags uintptr, option string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, self, "--workcell-doctor-probe-never-a-flag")
-	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: flags}
-	err = cmd.Start()
-	if err != nil {
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC) {
-			return fmt.Errorf("clone with %#x: %w (the kernel needs %s)", flags, err, option)
-		}
-		return fmt.Errorf("clone with %#x: %w", flags, err)
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	return nil
-}
+// The probes doctor asks the kernel through. probeNFTables and
+// probeIPTablesLegacy stand in for netns.ProbeNFTables and
+// netns.ProbeIPTablesLegacy until the netns backend lands.
 
 // probeNFTables reports whether the kernel speaks nf_tables: listing the
 // tables over netfilter netlink works.
@@ -148,8 +118,9 @@ func hostDoctorEnv() doctorEnv {
 		root:                "/",
 		goarch:              runtime.GOARCH,
 		lookPath:            exec.LookPath,
-		probePIDNS:          probePIDNS,
+		probePIDNS:          sandbox.ProbePIDNS,
 		probeUserNS:         sandbox.ProbeUserNS,
+		probeCgroups:        sandbox.ProbeCgroups,
 		probeNFTables:       probeNFTables,
 		probeIPTablesLegacy: probeIPTablesLegacy,
 		probeSeccomp:        probeSeccomp,

@@ -39,9 +39,10 @@ import (
 //   - pid-namespace: each profile has its own; its init is pid 1.
 //   - shared-pid+hidepid: the kernel has none (GKI: `# CONFIG_PID_NS is
 //     not set`) or pid_namespace is "off": the profile shares the host's,
-//     its /proc is a procfs instance of its own mounted
-//     hidepid=invisible,subset=pid (hidepid=2 before Linux 5.8: what the
-//     kernel takes is probed), so it sees only its own uid's processes,
+//     its /proc is a procfs instance of its own mounted hidepid=invisible
+//     (hidepid=2 before Linux 5.8: what the kernel takes is probed; not
+//     subset=pid, which takes /proc/sys that the runtime reads on every
+//     exec), so it sees only its own uid's processes,
 //     and stop, wipe and remove kill it by cgroup.
 //
 // Layout: <run>/userns/<name>-<host id> is the pinned user namespace (the
