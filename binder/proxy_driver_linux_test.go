@@ -298,7 +298,7 @@ func wantAudit(t *testing.T, r *rig, service string, code uint32, reason string)
 // protocol to a ServiceManager: add, check, list, isDeclared, interface
 // query, refusals, and a registrant's death removing its service.
 func TestServiceManagerProtocol(t *testing.T) {
-	for _, rel := range []Release{Android10, Android11, Android14} {
+	for _, rel := range Releases() {
 		t.Run(rel.String(), func(t *testing.T) {
 			ctx := context.Background()
 			startRole(t, "workmgr", releaseEnv+"="+fmt.Sprint(int(rel)))
