@@ -49,7 +49,7 @@ func TestBinderProxyInVM(t *testing.T) {
 	for i, rel := range others {
 		p := res.Programs[1+i]
 		requirePassed(t, p, perRelease...)
-		t.Logf("%s: %d proxy tests passed in %v", rel, len(perRelease), p.Duration.Round(time.Millisecond))
+		t.Logf("%s: %d proxy tests ran in %v (exit %d)", rel, len(perRelease), p.Duration.Round(time.Millisecond), p.Code)
 	}
 	p := res.Programs[0]
 	requirePassed(t, p, "TestServiceManagerProtocol/android10", "TestServiceManagerProtocol/android11",
