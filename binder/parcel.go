@@ -555,7 +555,9 @@ func (p *Parcel) readObject(what string) (flatObject, error) {
 
 // ReadBinder reads a strong binder (a local object, a handle, or null) and,
 // on Android 11+, its stability word, decoded into Object.Stability as a
-// level; on Android 12 a word whose Category version is 0 is malformed.
+// level; as in libbinder, a word of an unknown level on a live binder, a
+// level on a null one, or on Android 12 a Category of version 0, is
+// malformed.
 func (p *Parcel) ReadBinder() (Object, error) {
 	start := p.pos
 	fo, err := p.readObject("binder")
@@ -584,6 +586,14 @@ func (p *Parcel) ReadBinder() (Object, error) {
 		if o.Stability, err = p.rel.stabilityLevel(word); err != nil {
 			p.pos = start
 			return Object{}, p.errAt("binder", err.Error())
+		}
+		// Stability::set (lineage-18.1) and setRepr (19.1 on) refuse a
+		// null binder with a level and a live one without a known level
+		// (BAD_TYPE), which is also how a release mix-up shows.
+		known := o.Stability == StabilityVendor || o.Stability == StabilitySystem || o.Stability == StabilityVINTF
+		if o.IsNull() && o.Stability != StabilityUndeclared || !o.IsNull() && !known {
+			p.pos = start
+			return Object{}, p.errAt("binder", fmt.Sprintf("stability word %#08x (level %#x) in %s", uint32(word), o.Stability, p.rel))
 		}
 	}
 	return o, nil

@@ -249,17 +249,20 @@ func TestStabilityWordsDecodePerRelease(t *testing.T) {
 		bad   bool
 	}{
 		{Android11, 0x0000000c, StabilitySystem, false},
-		{Android11, 0x0c000001, 0x0c000001, false}, // a 12 word read by 11 is no known level
+		{Android11, 0x00000003, StabilityVendor, false},
+		{Android11, 0x0c000001, 0, true}, // a 12 word read by 11: no known level
+		{Android11, 0x00000000, 0, true}, // a live binder must have a level
 		{Android12, 0x0c000001, StabilitySystem, false},
 		{Android12, 0x3f000001, StabilityVINTF, false},
-		{Android12, 0x0c0000ff, StabilitySystem, false},     // newer versions are accepted
-		{Android12, 0x0c000000, 0, true},                    // version 0: refused (kBinderWireFormatOldest is 1)
-		{Android12, 0x00000000, 0, true},                    // an 11 null word
-		{Android12, 0x0000000c, StabilityUndeclared, false}, // an 11 SYSTEM word: version 12, level 0
+		{Android12, 0x0c0000ff, StabilitySystem, false}, // newer versions are accepted
+		{Android12, 0x0c000000, 0, true},                // version 0: refused (kBinderWireFormatOldest is 1)
+		{Android12, 0x0000000c, 0, true},                // an 11 SYSTEM word: version 12, level 0
+		{Android12, 0x00000001, 0, true},                // version 1, UNDECLARED on a live binder
 		{Android13, 0x0000000c, StabilitySystem, false},
 		{Android13, 0xffff000c, StabilitySystem, false}, // static_cast<int16_t>: the high half is ignored
+		{Android13, 0x0c000001, 0, true},                // a 12 word read by 13: level 1
 		{Android14, 0x0001003f, StabilityVINTF, false},
-		{Android14, 0x0c000001, 1, false}, // a 12 word read by 14 keeps only its low half
+		{Android14, 0x0c000001, 0, true}, // a 12 word read by 14: level 1
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s/%#08x", tc.rel, tc.word), func(t *testing.T) {
@@ -282,9 +285,19 @@ func TestStabilityWordsDecodePerRelease(t *testing.T) {
 			}
 		})
 	}
+	// A null binder carries UNDECLARED and nothing else.
+	for _, rel := range Releases()[1:] {
+		p := NewParcel(Android10)
+		p.WriteNullBinder()
+		p.WriteInt32(rel.StabilityWord(StabilitySystem))
+		r, _ := ParseParcel(rel, p.Data(), nil)
+		if o, err := r.ReadBinder(); !errors.Is(err, ErrBadParcel) {
+			t.Errorf("%s: a null binder with system stability read as %+v, %v", rel, o, err)
+		}
+	}
 	// Every release reads its own words back as the levels written.
 	for _, rel := range Releases()[1:] {
-		for _, level := range []int32{StabilityUndeclared, StabilityVendor, StabilitySystem, StabilityVINTF} {
+		for _, level := range []int32{StabilityVendor, StabilitySystem, StabilityVINTF} {
 			w := NewParcel(rel)
 			w.WriteHandleStability(1, level)
 			r, err := ParseParcel(rel, w.Data(), w.Offsets())
