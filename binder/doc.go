@@ -1,7 +1,7 @@
 // Package binder speaks Android's binder IPC in pure Go: the kernel
 // driver's protocol (Linux only, golang.org/x/sys/unix against the UAPI
 // header linux/android/binder.h) and libbinder's parcel format for the
-// Android release a caller chooses (10, 11 or 14; see Release).
+// Android release a caller chooses (10 to 14; see Release).
 //
 // Parcels (Parcel, ParseParcel) build on any OS. A received parcel is
 // checked before use: object offsets must be inside the data, 4-aligned,
@@ -33,7 +33,7 @@
 //
 // On top of the driver layer, ServiceManager serves a context as its
 // manager in the protocol of the configured release (the C servicemanager
-// of Android 10, the AIDL IServiceManager of 11 and 14), keeping the
+// of Android 10, the AIDL IServiceManager of 11 to 14), keeping the
 // services its apps register inside the context and asking a Resolver for
 // other names. Proxy is the Resolver of a profile's context: it looks the
 // host services a ProxyPolicy allows up in the host's context and checks

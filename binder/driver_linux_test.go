@@ -22,8 +22,27 @@ import (
 const (
 	roleEnv   = "WORKCELL_BINDER_TEST_ROLE"
 	deviceEnv = "WORKCELL_BINDER_DEVICE"
-	testRel   = Android11
+	// rigReleaseEnv names the release every party of these tests speaks
+	// (default android11): integration/vm runs the proxy tests once more
+	// in each other release. The roles inherit it.
+	rigReleaseEnv = "WORKCELL_BINDER_TEST_RIG_RELEASE"
 )
+
+// testRel is the release of the tests' parties.
+var testRel = rigRelease()
+
+func rigRelease() Release {
+	s := os.Getenv(rigReleaseEnv)
+	if s == "" {
+		return Android11
+	}
+	rel, err := ParseRelease(s)
+	if err != nil {
+		// A typo must not quietly test android11 instead.
+		panic(fmt.Sprintf("%s: %v", rigReleaseEnv, err))
+	}
+	return rel
+}
 
 // Codes the test server answers.
 const (

@@ -18,7 +18,7 @@ func fuzzInput(rel Release, p *Parcel) []byte {
 }
 
 func FuzzParcelReader(f *testing.F) {
-	for _, rel := range []Release{Android10, Android11, Android14} {
+	for _, rel := range Releases() {
 		p := NewParcel(rel)
 		p.WriteInterfaceToken(ServiceManagerDescriptor)
 		p.WriteString16("activity")
@@ -53,7 +53,7 @@ func FuzzParcelReader(f *testing.F) {
 		if len(in) < 2 {
 			return
 		}
-		rel := []Release{Android10, Android11, Android14}[int(in[0])%3]
+		rel := Releases()[int(in[0])%len(Releases())]
 		n := int(in[1])
 		in = in[2:]
 		if len(in) < 8*n {

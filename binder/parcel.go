@@ -238,17 +238,15 @@ const schedFlags uint32 = 19
 // WriteNullBinder appends a null strong binder. Like libbinder's
 // writeObject, it leaves the null object out of the offsets: the driver
 // would otherwise take pointer 0 for a node of the sender (for a context
-// manager, itself) and hand the receiver a live handle.
+// manager, itself) and hand the receiver a live handle. From Android 11 on
+// its stability word says UNDECLARED in the release's encoding (on
+// Android 12 a Category of version 1, which its readers require).
 func (p *Parcel) WriteNullBinder() {
-	flags := FlagAcceptsFDs | schedFlags
-	if p.rel >= Android14 {
-		flags = schedFlags
-	}
 	b := p.grow(sizeFlatObject)
 	ne.PutUint32(b[0:], TypeBinder)
-	ne.PutUint32(b[4:], flags)
+	ne.PutUint32(b[4:], p.rel.binderFlags())
 	if p.rel.hasStability() {
-		p.WriteInt32(StabilityUndeclared)
+		p.WriteInt32(p.rel.StabilityWord(StabilityUndeclared))
 	}
 }
 
@@ -258,42 +256,36 @@ func (p *Parcel) WriteHandle(handle uint32) {
 	p.WriteHandleStability(handle, StabilitySystem)
 }
 
-// WriteHandleStability appends a handle with an explicit stability word
-// (ignored on Android 10): a proxy forwards the level it received.
+// WriteHandleStability appends a handle with an explicit stability level
+// (one of the Stability* constants; ignored on Android 10), written in the
+// release's encoding: a proxy forwards the level it received.
 func (p *Parcel) WriteHandleStability(handle uint32, stability int32) {
-	flags := FlagAcceptsFDs | schedFlags
-	if p.rel >= Android14 {
-		flags = schedFlags
-	}
-	p.writeObject(flatObject{Type: TypeHandle, Flags: flags, Binder: uint64(handle)})
+	p.writeObject(flatObject{Type: TypeHandle, Flags: p.rel.binderFlags(), Binder: uint64(handle)})
 	if p.rel.hasStability() {
-		p.WriteInt32(stability)
+		p.WriteInt32(p.rel.StabilityWord(stability))
 	}
 }
 
 // WriteLocalBinder appends a strong reference to an object this process
-// serves, named to the driver by ptr and cookie. Node.WriteTo is the usual
-// way to call it.
+// serves, named to the driver by ptr and cookie, with system stability.
+// Node.WriteTo is the usual way to call it. Local binders carry
+// FLAT_BINDER_FLAG_ACCEPTS_FDS in every release (Parcel::flattenBinder).
 func (p *Parcel) WriteLocalBinder(ptr, cookie uint64) {
 	p.writeObject(flatObject{Type: TypeBinder, Flags: FlagAcceptsFDs | schedFlags, Binder: ptr, Cookie: cookie})
 	if p.rel.hasStability() {
-		p.WriteInt32(StabilitySystem)
+		p.WriteInt32(p.rel.StabilityWord(StabilitySystem))
 	}
 }
 
 // WriteFD appends a file descriptor object. The driver duplicates fd into
 // the receiver; with takeOwnership the connection closes fd after sending.
 func (p *Parcel) WriteFD(fd int, takeOwnership bool) {
-	flags := uint32(0x7f) | FlagAcceptsFDs
-	if p.rel >= Android14 {
-		flags = 0
-	}
 	var cookie uint64
 	if takeOwnership {
 		cookie = 1
 		p.owned = append(p.owned, fd)
 	}
-	p.writeObject(flatObject{Type: TypeFD, Flags: flags, Binder: uint64(uint32(int32(fd))), Cookie: cookie})
+	p.writeObject(flatObject{Type: TypeFD, Flags: p.rel.fdFlags(), Binder: uint64(uint32(int32(fd))), Cookie: cookie})
 }
 
 // OwnedFDs returns the fds written with takeOwnership.
@@ -533,7 +525,7 @@ type Object struct {
 	Flags     uint32
 	Binder    uint64 // local object pointer; a handle or fd sits in the low 32 bits
 	Cookie    uint64
-	Stability int32 // the word after a strong binder on Android 11+
+	Stability int32 // the level of the word after a strong binder on Android 11+ (StabilitySystem, ...)
 }
 
 // Handle is the handle of a TypeHandle object.
@@ -562,7 +554,10 @@ func (p *Parcel) readObject(what string) (flatObject, error) {
 }
 
 // ReadBinder reads a strong binder (a local object, a handle, or null) and,
-// on Android 11+, its stability word.
+// on Android 11+, its stability word, decoded into Object.Stability as a
+// level; as in libbinder, a word of an unknown level on a live binder, a
+// level on a null one, or on Android 12 a Category of version 0, is
+// malformed.
 func (p *Parcel) ReadBinder() (Object, error) {
 	start := p.pos
 	fo, err := p.readObject("binder")
@@ -583,9 +578,22 @@ func (p *Parcel) ReadBinder() (Object, error) {
 	}
 	o := Object{Type: fo.Type, Flags: fo.Flags, Binder: fo.Binder, Cookie: fo.Cookie}
 	if p.rel.hasStability() {
-		if o.Stability, err = p.ReadInt32(); err != nil {
+		word, err := p.ReadInt32()
+		if err != nil {
 			p.pos = start
 			return Object{}, err
+		}
+		if o.Stability, err = p.rel.stabilityLevel(word); err != nil {
+			p.pos = start
+			return Object{}, p.errAt("binder", err.Error())
+		}
+		// Stability::set (lineage-18.1) and setRepr (19.1 on) refuse a
+		// null binder with a level and a live one without a known level
+		// (BAD_TYPE), which is also how a release mix-up shows.
+		known := o.Stability == StabilityVendor || o.Stability == StabilitySystem || o.Stability == StabilityVINTF
+		if o.IsNull() && o.Stability != StabilityUndeclared || !o.IsNull() && !known {
+			p.pos = start
+			return Object{}, p.errAt("binder", fmt.Sprintf("stability word %#08x (level %#x) in %s", uint32(word), o.Stability, p.rel))
 		}
 	}
 	return o, nil

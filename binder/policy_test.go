@@ -86,7 +86,7 @@ func TestPolicyDecidesByDescriptorAndCodeDefaultDeny(t *testing.T) {
 // around them (token, stability words, strings) are kept, the source is not
 // touched, and fds written out become owned (closed once sent).
 func TestRewriteObjectsReplacesOnlyObjects(t *testing.T) {
-	for _, rel := range []Release{Android10, Android11, Android14} {
+	for _, rel := range Releases() {
 		t.Run(rel.String(), func(t *testing.T) {
 			src := NewParcel(rel)
 			src.WriteInterfaceToken("workcell.test.IEcho")

@@ -10,15 +10,6 @@ import (
 	"time"
 )
 
-// Dump priorities of addService and listServices (IServiceManager).
-const (
-	DumpPriorityCritical int32 = 1 << 0
-	DumpPriorityHigh     int32 = 1 << 1
-	DumpPriorityNormal   int32 = 1 << 2
-	DumpPriorityDefault  int32 = 1 << 3
-	DumpPriorityAll            = DumpPriorityCritical | DumpPriorityHigh | DumpPriorityNormal | DumpPriorityDefault
-)
-
 // A Resolver answers a lookup of a name that no app of the context
 // registered, with a node of the service manager's own connection. (The
 // driver refuses calls from a process to the context manager it owns, so

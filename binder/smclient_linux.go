@@ -12,12 +12,22 @@ import (
 // back as a handle the connection holds a reference on; ok is false when
 // the manager knows no such name.
 func CheckService(ctx context.Context, c *Conn, name string) (handle uint32, ok bool, err error) {
-	p := c.NewParcel()
-	p.WriteInterfaceToken(ServiceManagerDescriptor)
-	p.WriteString16(name)
-	r, err := c.Transact(ctx, 0, c.Release().ServiceManager().CheckService, p, 0)
+	code, p := checkServiceCall(c.Release(), name)
+	return lookupService(ctx, c, "check", name, code, p)
+}
+
+// GetService looks name up with getService, which a service manager may
+// hold for a while to start a lazy service (Android's waits up to 5 s);
+// otherwise as CheckService.
+func GetService(ctx context.Context, c *Conn, name string) (handle uint32, ok bool, err error) {
+	code, p := getServiceCall(c.Release(), name)
+	return lookupService(ctx, c, "get", name, code, p)
+}
+
+func lookupService(ctx context.Context, c *Conn, verb, name string, code uint32, p *Parcel) (handle uint32, ok bool, err error) {
+	r, err := c.Transact(ctx, 0, code, p, 0)
 	if err != nil {
-		return 0, false, fmt.Errorf("binder: check service %q: %w", name, err)
+		return 0, false, fmt.Errorf("binder: %s service %q: %w", verb, name, err)
 	}
 	defer r.CloseFDs() // a manager's answer has no business carrying fds
 	if c.Release() == Android10 {
@@ -25,30 +35,25 @@ func CheckService(ctx context.Context, c *Conn, name string) (handle uint32, ok 
 			return 0, false, nil
 		}
 	} else if err := r.ReadException(); err != nil {
-		return 0, false, fmt.Errorf("binder: check service %q: %w", name, err)
+		return 0, false, fmt.Errorf("binder: %s service %q: %w", verb, name, err)
 	}
 	obj, err := r.ReadBinder()
 	if err != nil {
-		return 0, false, fmt.Errorf("binder: check service %q: %w", name, err)
+		return 0, false, fmt.Errorf("binder: %s service %q: %w", verb, name, err)
 	}
 	switch {
 	case obj.IsNull():
 		return 0, false, nil
 	case obj.Type != TypeHandle:
-		return 0, false, fmt.Errorf("binder: check service %q: answered by a node of this connection", name)
+		return 0, false, fmt.Errorf("binder: %s service %q: answered by a node of this connection", verb, name)
 	}
 	return obj.Handle(), true, nil
 }
 
 // AddService registers n under name with the default dump priority.
 func AddService(ctx context.Context, c *Conn, name string, n *Node) error {
-	p := c.NewParcel()
-	p.WriteInterfaceToken(ServiceManagerDescriptor)
-	p.WriteString16(name)
-	n.WriteTo(p)
-	p.WriteBool(false) // allowIsolated
-	p.WriteInt32(DumpPriorityDefault)
-	r, err := c.Transact(ctx, 0, c.Release().ServiceManager().AddService, p, 0)
+	code, p := addServiceCall(c.Release(), name, n.WriteTo, false, DumpPriorityDefault)
+	r, err := c.Transact(ctx, 0, code, p, 0)
 	if err == nil {
 		r.CloseFDs()
 		err = r.ReadException() // Android 10's 0 reads as EX_NONE
@@ -61,15 +66,11 @@ func AddService(ctx context.Context, c *Conn, name string, n *Node) error {
 
 // ListServices returns the names the manager lists for every dump priority.
 func ListServices(ctx context.Context, c *Conn) ([]string, error) {
-	codes := c.Release().ServiceManager()
 	if c.Release() == Android10 {
 		var names []string
 		for i := int32(0); ; i++ {
-			p := c.NewParcel()
-			p.WriteInterfaceToken(ServiceManagerDescriptor)
-			p.WriteInt32(i)
-			p.WriteInt32(DumpPriorityAll)
-			r, err := c.Transact(ctx, 0, codes.ListServices, p, 0)
+			code, p := listServicesCall(c.Release(), i, DumpPriorityAll)
+			r, err := c.Transact(ctx, 0, code, p, 0)
 			if _, isStatus := asStatus(err); isStatus {
 				return names, nil // the end of the list
 			}
@@ -84,10 +85,8 @@ func ListServices(ctx context.Context, c *Conn) ([]string, error) {
 			names = append(names, name)
 		}
 	}
-	p := c.NewParcel()
-	p.WriteInterfaceToken(ServiceManagerDescriptor)
-	p.WriteInt32(DumpPriorityAll)
-	r, err := c.Transact(ctx, 0, codes.ListServices, p, 0)
+	code, p := listServicesCall(c.Release(), 0, DumpPriorityAll)
+	r, err := c.Transact(ctx, 0, code, p, 0)
 	if err == nil {
 		r.CloseFDs()
 		err = r.ReadException()

@@ -5,7 +5,8 @@ import (
 	"fmt"
 )
 
-// Exception codes of binder::Status (Status.h).
+// Exception codes of binder::Status (include/binder/Status.h; the same
+// values in lineage-18.1 to 21.0).
 const (
 	ExNone                 int32 = 0
 	ExSecurity             int32 = -1
@@ -48,9 +49,11 @@ func (e *Exception) Error() string {
 // WriteNoException appends the EX_NONE status header of a successful reply.
 func (p *Parcel) WriteNoException() { p.WriteInt32(ExNone) }
 
-// WriteException appends an exception the way Status::writeToParcel does:
-// code, message as String16, an empty stack-trace header, then the
-// service-specific code or an empty parcelable blob where the code needs one.
+// WriteException appends an exception the way Status::writeToParcel does,
+// the same in every release (Status.cpp, lineage-17.1 to 21.0): code,
+// message as String16, an empty stack-trace header (0), then the
+// service-specific code or an empty parcelable blob (0) where the code
+// needs one.
 func (p *Parcel) WriteException(e *Exception) {
 	if e == nil || e.Code == ExNone {
 		p.WriteNoException()
@@ -74,9 +77,14 @@ func SecurityReply(rel Release, message string) *Parcel {
 	return p
 }
 
-// ReadException reads a reply's status header like Status::readFromParcel:
-// nil for EX_NONE (skipping an EX_HAS_REPLY_HEADER block), an *Exception for
-// an exception, or a malformed-parcel error.
+// ReadException reads a reply's status header like the release's
+// Status::readFromParcel: nil for EX_NONE (skipping an EX_HAS_REPLY_HEADER
+// block), an *Exception for an exception, or a malformed-parcel error.
+// Two details differ by release (Status.cpp): a null message is
+// UNEXPECTED_NULL up to Android 12 (readString16 into a String16) and an
+// empty message from 13 on (std::optional<String16>); the remote stack
+// trace's size is counted from after its size word up to Android 13 and
+// from the size word itself in 14 (remote_start in lineage-21.0).
 func (p *Parcel) ReadException() error {
 	code, err := p.ReadInt32()
 	if err != nil {
@@ -101,9 +109,12 @@ func (p *Parcel) ReadException() error {
 		return nil
 	}
 	e := &Exception{Code: code}
-	msg, _, err := p.ReadNullableString16()
+	msg, ok, err := p.ReadNullableString16()
 	if err != nil {
 		return err
+	}
+	if !ok && p.rel < Android13 {
+		return fmt.Errorf("binder: read exception message at %d: %w", p.pos-4, ErrUnexpectedNull)
 	}
 	e.Message = msg
 	start := p.pos
@@ -111,11 +122,17 @@ func (p *Parcel) ReadException() error {
 	if err != nil {
 		return err
 	}
-	if trace < 0 || int(trace) > len(p.data)-start {
+	// Android 14 measures the trace from its size word, earlier releases
+	// from the word after it.
+	from := p.pos
+	if p.rel >= Android14 {
+		from = start
+	}
+	if trace < 0 || int(trace) > len(p.data)-from {
 		return p.errAt("stack trace header", fmt.Sprintf("size %d", trace))
 	}
 	if trace != 0 {
-		if err := p.SetPosition(start + pad4(int(trace))); err != nil {
+		if err := p.SetPosition(from + pad4(int(trace))); err != nil {
 			return err
 		}
 	}

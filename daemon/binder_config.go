@@ -71,7 +71,7 @@ func (c *Config) validateBinder() error {
 		}
 	}
 	if _, err := binder.ParseRelease(c.BinderRelease); err != nil {
-		return fmt.Errorf("binder_release %q: want android10, android11 or android14", c.BinderRelease)
+		return fmt.Errorf("binder_release %q: want android10, android11, android12, android13 or android14", c.BinderRelease)
 	}
 	for _, f := range []struct {
 		name string

@@ -189,7 +189,7 @@ func TestConfigBinder(t *testing.T) {
 		{"host device as profile device", func(c *Config) { c.BinderDevices = []string{"/dev/binder"} }, "binder_host_device"},
 		{"twice", func(c *Config) { c.BinderDevices = []string{"/dev/a", "/dev/a"} }, "listed twice"},
 		{"no host device", func(c *Config) { c.BinderHostDevice = "" }, "binder_host_device"},
-		{"unknown release", func(c *Config) { c.BinderRelease = "android12" }, "binder_release"},
+		{"unknown release", func(c *Config) { c.BinderRelease = "android15" }, "binder_release"},
 	} {
 		c := DefaultConfig()
 		tc.mut(&c)
@@ -201,6 +201,12 @@ func TestConfigBinder(t *testing.T) {
 	c.BinderDevices, c.BinderRelease = []string{"/dev/workbinder", "/dev/workbinder2"}, "android10"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+	for _, rel := range []string{"android11", "android12", "android13", "android14", "12", "13"} {
+		c.BinderRelease = rel
+		if err := c.Validate(); err != nil {
+			t.Errorf("binder_release %q: %v", rel, err)
+		}
 	}
 }
 

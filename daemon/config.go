@@ -63,7 +63,7 @@ type Config struct {
 	// services a profile's binder policy allows live.
 	BinderHostDevice string `json:"binder_host_device"`
 	// BinderRelease is the Android release whose binder wire format the
-	// contexts speak: android10, android11 or android14.
+	// contexts speak: android10, android11, android12, android13 or android14.
 	BinderRelease string `json:"binder_release"`
 	// BinderAuditAllowed writes an audit record of every allowed binder
 	// call too, not only of the denied ones.

@@ -19,6 +19,17 @@ import (
 // Android 10, built from Debian's source package
 // android-platform-frameworks-native by aosp/build.sh (cached under
 // CacheDir()/aosp), run in the guest on the real binder driver.
+//
+// Only Android 10 is built: the build must get its sources from a package
+// registry that CI reaches, and Debian serves frameworks/native as a
+// source package only at 10.0.0+r36 (bookworm to experimental alike), so
+// Android 11's libbinder (lineage-18.1), 12's and 13's cannot be had at CI
+// time. (Debian's android-platform-tools 34.0.5 source, in trixie and sid,
+// carries Android 14's frameworks/native with libs/binder, and its aidl
+// 14.0.0+r75 package the compiler for IServiceManager.aidl: the way to an
+// Android 14 interop test.) The later releases' wire formats are pinned
+// byte for byte against their libbinder sources by binder's unit tests and
+// exercised between processes on the real driver by TestBinderProxyInVM.
 
 // aospBuild runs aosp/build.sh (cached: a matching build is reused at once)
 // and returns the guest tree it made. A machine without the source package
