@@ -3,12 +3,11 @@ package netns
 import (
 	"context"
 	"testing"
-
-	"github.com/google/nftables"
 )
 
-func TestHealthySeesWhatEnsureWouldRepair(t *testing.T) {
-	w := newWorld(t)
+func TestHealthySeesWhatEnsureWouldRepair(t *testing.T) { eachBackend(t, testHealthySeesWhatEnsureWouldRepair) }
+
+func testHealthySeesWhatEnsureWouldRepair(t *testing.T, w *world) {
 	w.ensure("p1", direct)
 	ctx := context.Background()
 	if !w.mgr.Healthy(ctx, "p1", direct) {
@@ -20,14 +19,11 @@ func TestHealthySeesWhatEnsureWouldRepair(t *testing.T) {
 	if w.mgr.Healthy(ctx, "nope", direct) {
 		t.Fatal("an unknown profile is healthy")
 	}
-	c, err := w.mgr.hostConn()
-	must(t, err)
-	c.FlushTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
-	must(t, c.Flush())
+	w.flushHostRules()
 	if w.mgr.Healthy(ctx, "p1", direct) {
 		t.Fatal("healthy with the table flushed")
 	}
-	_, err = w.mgr.Ensure(ctx, "p1", direct)
+	_, err := w.mgr.Ensure(ctx, "p1", direct)
 	must(t, err)
 	if !w.mgr.Healthy(ctx, "p1", direct) {
 		t.Fatal("not healthy after Ensure repaired the table")

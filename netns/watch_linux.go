@@ -156,15 +156,8 @@ func (m *Manager) Refresh(ctx context.Context) error {
 	if len(full) == 0 {
 		return nil
 	}
-	c, err := m.hostConn()
-	if err != nil {
-		return err
-	}
-	if err := hostBatch(c, m.pools(), m.refs(), full, nil, tableObjects{}); err != nil {
-		return err
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("apply nftables batch after a host network change: %w", err)
+	if err := m.fw.applyHost(ctx, m.pools(), m.refs(), full, nil); err != nil {
+		return fmt.Errorf("apply %s rules after a host network change: %w", m.backend, err)
 	}
 	for name, pr := range full {
 		if m.onDNS != nil && !slices.Equal(m.applied[name].DNS, pr.DNS) {
