@@ -412,6 +412,9 @@ func testTransitionsInRandomOrderMatchFreshApply(t *testing.T, w *world) {
 		}
 		last := seq[len(seq)-1]
 		got := w.dump("p1")
+		if len(got) == 0 {
+			t.Fatalf("round %d: no rules of p1 found in the kernel", round)
+		}
 		must(t, w.mgr.Remove(ctx, "p1"))
 		_, err = w.mgr.Ensure(ctx, "p1", last)
 		must(t, err)
