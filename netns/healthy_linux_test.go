@@ -5,7 +5,9 @@ import (
 	"testing"
 )
 
-func TestHealthySeesWhatEnsureWouldRepair(t *testing.T) { eachBackend(t, testHealthySeesWhatEnsureWouldRepair) }
+func TestHealthySeesWhatEnsureWouldRepair(t *testing.T) {
+	eachBackend(t, testHealthySeesWhatEnsureWouldRepair)
+}
 
 func testHealthySeesWhatEnsureWouldRepair(t *testing.T, w *world) {
 	w.ensure("p1", direct)

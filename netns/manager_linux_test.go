@@ -23,7 +23,9 @@ import (
 
 var direct = Settings{Mode: ModeDirect}
 
-func TestDirectModeReachesOnlyThePublicInternet(t *testing.T) { eachBackend(t, testDirectModeReachesOnlyThePublicInternet) }
+func TestDirectModeReachesOnlyThePublicInternet(t *testing.T) {
+	eachBackend(t, testDirectModeReachesOnlyThePublicInternet)
+}
 
 func testDirectModeReachesOnlyThePublicInternet(t *testing.T, w *world) {
 	a := w.ensure("p1", direct)
@@ -66,7 +68,9 @@ func testDirectModeReachesOnlyThePublicInternet(t *testing.T, w *world) {
 	}
 }
 
-func TestAllowListChangesLiveWhileAConnectionRuns(t *testing.T) { eachBackend(t, testAllowListChangesLiveWhileAConnectionRuns) }
+func TestAllowListChangesLiveWhileAConnectionRuns(t *testing.T) {
+	eachBackend(t, testAllowListChangesLiveWhileAConnectionRuns)
+}
 
 func testAllowListChangesLiveWhileAConnectionRuns(t *testing.T, w *world) {
 	only8080 := Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.10/tcp:8080"), mustRule(inetServer6 + "/tcp:443")}}
@@ -147,7 +151,9 @@ func testOfflineLetsNothingInOrOut(t *testing.T, w *world) {
 	check(t, path{name: "internet after going offline again", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"})
 }
 
-func TestVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T) { eachBackend(t, testVPNLockdownWithRealTunnelAndKillSwitch) }
+func TestVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T) {
+	eachBackend(t, testVPNLockdownWithRealTunnelAndKillSwitch)
+}
 
 func testVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T, w *world) {
 	vpn := Settings{Mode: ModeVPNLockdown, DNS: []netip.Addr{netip.MustParseAddr(dnsServer)},
@@ -245,7 +251,9 @@ func testVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T, w *world) {
 	)
 }
 
-func TestEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T) { eachBackend(t, testEnsureRepairsFlushedTableAndDeletedVeth) }
+func TestEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T) {
+	eachBackend(t, testEnsureRepairsFlushedTableAndDeletedVeth)
+}
 
 func testEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T, w *world) {
 	a := w.ensure("p1", direct)
@@ -355,7 +363,9 @@ func assertNoTrace(t *testing.T, w *world, profile, hostIf string) {
 	}
 }
 
-func TestRestartKeepsAddressesAndReconcileDropsOthers(t *testing.T) { eachBackend(t, testRestartKeepsAddressesAndReconcileDropsOthers) }
+func TestRestartKeepsAddressesAndReconcileDropsOthers(t *testing.T) {
+	eachBackend(t, testRestartKeepsAddressesAndReconcileDropsOthers)
+}
 
 func testRestartKeepsAddressesAndReconcileDropsOthers(t *testing.T, w *world) {
 	a := w.ensure("p1", direct)
@@ -375,7 +385,9 @@ func testRestartKeepsAddressesAndReconcileDropsOthers(t *testing.T, w *world) {
 	check(t, path{name: "p1 internet after reconcile", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})
 }
 
-func TestPoolOverlapAndBadInputAreRejected(t *testing.T) { eachBackend(t, testPoolOverlapAndBadInputAreRejected) }
+func TestPoolOverlapAndBadInputAreRejected(t *testing.T) {
+	eachBackend(t, testPoolOverlapAndBadInputAreRejected)
+}
 
 func testPoolOverlapAndBadInputAreRejected(t *testing.T, w *world) {
 	if _, err := NewManager(w.runDir, w.stateFile, WithHostNS(w.host), WithPool(netip.MustParsePrefix("192.168.0.0/16"))); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "192.168.50.0/24") {
@@ -391,7 +403,9 @@ func testPoolOverlapAndBadInputAreRejected(t *testing.T, w *world) {
 
 // Mode transitions in random order end in the same kernel state as applying
 // the last settings to a fresh profile.
-func TestTransitionsInRandomOrderMatchFreshApply(t *testing.T) { eachBackend(t, testTransitionsInRandomOrderMatchFreshApply) }
+func TestTransitionsInRandomOrderMatchFreshApply(t *testing.T) {
+	eachBackend(t, testTransitionsInRandomOrderMatchFreshApply)
+}
 
 func testTransitionsInRandomOrderMatchFreshApply(t *testing.T, w *world) {
 	all := []Settings{
@@ -529,7 +543,9 @@ func testLargeAllowList(t *testing.T, w *world) {
 // Direct mode wants no rules inside the profile, so it hooks no chains
 // there: every packet work sends or receives would enter them. The modes
 // that want rules get their chains back.
-func TestInnerChainsOnlyWhereTheModeHasRules(t *testing.T) { eachBackend(t, testInnerChainsOnlyWhereTheModeHasRules) }
+func TestInnerChainsOnlyWhereTheModeHasRules(t *testing.T) {
+	eachBackend(t, testInnerChainsOnlyWhereTheModeHasRules)
+}
 
 func testInnerChainsOnlyWhereTheModeHasRules(t *testing.T, w *world) {
 	ctx := context.Background()
