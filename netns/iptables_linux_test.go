@@ -1,0 +1,108 @@
+package netns
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// netdRules is a phone's netd, in short: OEM chains hooked first, and on
+// a tethering phone a FORWARD chain that ends in DROP; plus a rule of
+// someone else's in FORWARD and in oem_fwd, and netd's NAT chains.
+const netdRules = `*filter
+:oem_fwd - [0:0]
+:oem_out - [0:0]
+:fw_FORWARD - [0:0]
+:tetherctrl_FORWARD - [0:0]
+-A FORWARD -j oem_fwd
+-A FORWARD -j fw_FORWARD
+-A FORWARD -j tetherctrl_FORWARD
+-A FORWARD -s %[1]s -j DROP
+-A OUTPUT -j oem_out
+-A oem_fwd -s %[2]s -j DROP
+-A tetherctrl_FORWARD -j DROP
+COMMIT
+*nat
+:oem_nat_pre - [0:0]
+:tetherctrl_nat_POSTROUTING - [0:0]
+-A PREROUTING -j oem_nat_pre
+-A POSTROUTING -j tetherctrl_nat_POSTROUTING
+COMMIT
+`
+
+// xtRuleLines lists the host's rules of both families without counters.
+func (w *world) xtRuleLines() []string {
+	w.t.Helper()
+	var out []string
+	for fam, tables := range w.xtSaveAll(w.host) {
+		for tn, t := range tables {
+			for _, c := range t.Chains {
+				out = append(out, fmt.Sprintf("%s %s chain %s", fam, tn, c))
+				for _, r := range t.Rules[c] {
+					out = append(out, fmt.Sprintf("%s %s -A %s %s", fam, tn, c, r.Args))
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestIPTablesGoesFirstInNetdsChainsAndLeavesTheirRules(t *testing.T) {
+	w := newWorld(t, BackendIPTables)
+	x, host := w.xt(), w.nsHandle(w.host)
+	ctx := context.Background()
+	_, err := xtRun(ctx, host, fmt.Sprintf(netdRules, "10.8.8.8/32", "10.9.9.9/32"), x.v4.Restore, "-w", "--noflush")
+	must(t, err)
+	_, err = xtRun(ctx, host, fmt.Sprintf(netdRules, "2001:db8:8::8/128", "2001:db8:9::9/128"), x.v6.Restore, "-w", "--noflush")
+	must(t, err)
+	before := w.xtRuleLines()
+
+	a := w.ensure("p1", direct)
+	b := w.ensure("p2", Settings{Mode: ModeVPNLockdown, VPNEndpoints: []netip.AddrPort{mustAddrPort(vpnEndpoint + ":443")}})
+	// Work gets out although tetherctrl_FORWARD drops all: our accept
+	// comes first, from oem_fwd.
+	check(t, slices.Concat(w.isolation(a, b), w.isolation6(a, b), []path{
+		{name: "work to internet past netd's chains", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true},
+		{name: "IPv6 work to internet past netd's chains", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 80), allowed: true},
+		{name: "vpn-lockdown profile to its endpoint", ns: b.NSPath, network: "tcp", addr: vpnEndpoint + ":443", allowed: true},
+		{name: "vpn-lockdown profile elsewhere", ns: b.NSPath, network: "tcp", addr: inetServer + ":80"},
+	})...)
+	for fam, tables := range w.xtSaveAll(w.host) {
+		f := tables["filter"]
+		for parent, chain := range map[string]string{"oem_fwd": "wc_forward", "oem_out": "wc_output", "INPUT": "wc_input"} {
+			if rs := f.Rules[parent]; len(rs) == 0 || rs[0].Args != "-j "+chain {
+				t.Errorf("%s: %s does not jump to %s first: %v", fam, parent, chain, rs)
+			}
+		}
+		for _, r := range slices.Concat(f.Rules["FORWARD"], f.Rules["OUTPUT"]) {
+			if strings.Contains(r.Args, xtPrefix) {
+				t.Errorf("%s: a hook of ours in a built-in chain although netd's OEM chain is there: %s", fam, r.Args)
+			}
+		}
+		if rs := tables["nat"].Rules["POSTROUTING"]; len(rs) == 0 || rs[0].Args != "-j wc_postrouting" {
+			t.Errorf("%s: POSTROUTING does not jump to wc_postrouting first: %v", fam, rs)
+		}
+	}
+	// Someone (netd restarting) deletes our hook: Ensure puts it back.
+	_, err = xtRun(ctx, host, "*filter\n-D oem_fwd -j wc_forward\nCOMMIT\n", x.v4.Restore, "-w", "--noflush")
+	must(t, err)
+	if w.mgr.Healthy(ctx, "p1", direct) {
+		t.Errorf("healthy without the hook in oem_fwd")
+	}
+	_, err = w.mgr.Ensure(ctx, "p1", direct)
+	must(t, err)
+	if !w.mgr.Healthy(ctx, "p1", direct) {
+		t.Errorf("not healthy after Ensure put the hook back")
+	}
+
+	must(t, w.mgr.Remove(ctx, "p1"))
+	must(t, w.mgr.Remove(ctx, "p2"))
+	if after := w.xtRuleLines(); !reflect.DeepEqual(after, before) {
+		t.Errorf("netd's rules changed:\nbefore %q\nafter  %q", before, after)
+	}
+}
