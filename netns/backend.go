@@ -25,3 +25,16 @@ func ParseBackend(s string) (Backend, error) {
 	}
 	return "", fmt.Errorf("firewall backend %q: want %q or %q: %w", s, BackendNFTables, BackendIPTables, ErrInvalid)
 }
+
+// PolicyRouting is how the host routes profiles' traffic (see
+// Manager.PolicyRouting). Table 254 is the kernel's main table; Android
+// keeps one table per network (wlan0's, rmnet_data0's), looked up by
+// netd's rules.
+type PolicyRouting struct {
+	Table4, Table6     int      // where the uplinks' default routes are (0: none)
+	Uplinks4, Uplinks6 []string // their interfaces
+	// Rule4 and Rule6 say forwarded traffic needs an "iif wc-NAME lookup
+	// TABLE" rule to get there (and has one per profile).
+	Rule4, Rule6 bool
+	Priority     int // of those rules
+}

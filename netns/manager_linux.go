@@ -293,31 +293,13 @@ func (m *Manager) facts() (hostFacts, error) {
 			h.Connected = append(h.Connected, a.prefix.Masked())
 		}
 	}
-	routes, err := m.host.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 254}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return h, fmt.Errorf("list host routes: %w", err)
+	// Uplinks from the tables the kernel routes by, through its policy
+	// rules (Android keeps no default route in the main table).
+	if h.Routing, err = m.routing(); err != nil {
+		return h, err
 	}
-	idx := map[int]bool{}
-	for _, r := range routes {
-		if r.Dst != nil {
-			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
-				continue
-			}
-		}
-		if r.LinkIndex > 0 {
-			idx[r.LinkIndex] = true
-		}
-		for _, nh := range r.MultiPath {
-			idx[nh.LinkIndex] = true
-		}
-	}
-	for i := range idx {
-		l, err := m.host.LinkByIndex(i)
-		if err == nil && !strings.HasPrefix(l.Attrs().Name, hostIfPrefix) {
-			h.Uplinks = append(h.Uplinks, l.Attrs().Name)
-		}
-	}
-	slices.Sort(h.Uplinks)
+	h.Uplinks = slices.Concat(h.Routing.V4.Uplinks, h.Routing.V6.Uplinks)
+	h.Uplinks = sortedUnique(h.Uplinks)
 	h.DNS = readResolvers(m.resolvConf)
 	if allLoopback(h.DNS) && m.resolvConf == "/etc/resolv.conf" {
 		// A local stub (systemd-resolved) forwards to these.
@@ -511,7 +493,7 @@ func (m *Manager) applyRules(ctx context.Context, profile string, ns vns.NsHandl
 		return profileRules{}, fmt.Errorf("profile %s: %w", profile, err)
 	}
 	if s.Mode != ModeOffline {
-		if err := m.enableForwarding(); err != nil {
+		if _, err := m.enableForwarding(); err != nil {
 			return profileRules{}, err
 		}
 	}
@@ -537,6 +519,9 @@ func (m *Manager) applyRules(ctx context.Context, profile string, ns vns.NsHandl
 		return profileRules{}, fmt.Errorf("profile %s: apply %s rules: %w", profile, m.backend, err)
 	}
 	m.applied[profile] = pr
+	if err := m.syncRules(m.refs(), facts.Routing); err != nil {
+		return profileRules{}, fmt.Errorf("profile %s: %w", profile, err)
+	}
 	// A repair or a start with the same settings has nothing new to save.
 	if ps.Settings == nil || !reflect.DeepEqual(*ps.Settings, s) {
 		saved := s
@@ -587,10 +572,9 @@ func (m *Manager) cutConnections(ps *profileState) error {
 
 // enableForwarding turns on IPv4 forwarding (and IPv6 forwarding, when
 // profiles get IPv6) in the host namespace and remembers what it changed,
-// so the last Remove can put it back.
-func (m *Manager) enableForwarding() error {
-	return inNS(m.hostNS, func() error {
-		changed := false
+// so the last Remove can put it back; changed says it had to.
+func (m *Manager) enableForwarding() (changed bool, err error) {
+	err = inNS(m.hostNS, func() error {
 		on, err := sysctlOn("net/ipv4/ip_forward")
 		if err != nil {
 			return err
@@ -622,6 +606,7 @@ func (m *Manager) enableForwarding() error {
 		}
 		return m.st.save(m.stateFile)
 	})
+	return changed, err
 }
 
 // enableForwarding6 turns IPv6 forwarding on. A forwarding host ignores
@@ -773,6 +758,15 @@ func (m *Manager) remove(ctx context.Context, profiles []string) error {
 	for _, p := range profiles {
 		delete(m.st.Profiles, p)
 		delete(m.applied, p)
+	}
+	// The rules of profiles still here follow the routing of now; the
+	// removed ones' go whatever it is.
+	rt, rerr := m.routing()
+	if rerr != nil {
+		errs = append(errs, rerr)
+	}
+	if err := m.syncRules(m.refs(), rt); err != nil {
+		errs = append(errs, err)
 	}
 	for _, p := range profiles {
 		if l, err := m.host.LinkByName(HostIfName(p)); err == nil {
