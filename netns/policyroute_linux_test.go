@@ -197,16 +197,15 @@ func testAndroidPolicyRouting(t *testing.T, w *world) {
 
 	// netd switches forwarding off (it does on tethering changes): it
 	// comes back, with no timer, on the kernel's own netconf event.
-	must(t, in(w.host, func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("0"), 0o644) }))
-	must(t, in(w.host, func() error {
-		return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("0"), 0o644)
-	}))
-	eventually(t, "forwarding switched on again", func() error {
-		if v4, v6 := w.sysctl("ipv4/ip_forward"), w.sysctl("ipv6/conf/all/forwarding"); v4 != "1" || v6 != "1" {
-			return fmt.Errorf("ip_forward %s, IPv6 forwarding %s", v4, v6)
-		}
-		return nil
-	})
+	for _, key := range []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding"} {
+		must(t, in(w.host, func() error { return os.WriteFile("/proc/sys/net/"+key, []byte("0"), 0o644) }))
+		eventually(t, key+" switched on again", func() error {
+			if v := w.sysctl(key); v != "1" {
+				return fmt.Errorf("%s is %s", key, v)
+			}
+			return nil
+		})
+	}
 	check(t, path{name: "work to internet after forwarding came back", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})
 
 	// No network at all: the rules go, work reaches nothing.
