@@ -92,6 +92,10 @@ type Config struct {
 	// holds IDRangeSize ids, at most IDRanges profiles at once.
 	IDBase   uint32 `json:"id_base"`
 	IDRanges uint32 `json:"id_ranges"`
+	// Firewall is how profile networks' rules reach the kernel: "auto"
+	// (nftables where the kernel has nf_tables, else iptables-legacy, as
+	// on GKI phones), "nftables" or "iptables-legacy".
+	Firewall string `json:"firewall"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -148,6 +152,7 @@ func DefaultConfig() Config {
 		UserNS:   "auto",
 		IDBase:   DefaultIDBase,
 		IDRanges: DefaultIDRanges,
+		Firewall: "auto",
 	}
 }
 
@@ -222,6 +227,9 @@ func (c *Config) Validate() error {
 	if err := c.validateIdentity(); err != nil {
 		return err
 	}
+	if err := c.validateFirewall(); err != nil {
+		return err
+	}
 	return c.validateBinder()
 }
 
@@ -241,6 +249,18 @@ func (c *Config) validateLabels() error {
 		if l.field != "apparmor_profile" && strings.Count(l.v, ":") < 2 {
 			return fmt.Errorf("%s %q: want an SELinux context such as u:r:workcell_app:s0", l.field, l.v)
 		}
+	}
+	return nil
+}
+
+// validateFirewall checks the firewall key ("" counts as "auto").
+func (c *Config) validateFirewall() error {
+	switch c.Firewall {
+	case "":
+		c.Firewall = "auto"
+	case "auto", "nftables", "iptables-legacy":
+	default:
+		return fmt.Errorf("firewall %q: want \"auto\", \"nftables\" or \"iptables-legacy\"", c.Firewall)
 	}
 	return nil
 }
