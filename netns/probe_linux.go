@@ -109,6 +109,9 @@ func firstLine(b []byte) string {
 	return s
 }
 
+// The probes ChooseBackend runs; tests fake a kernel's answers here.
+var probeNFT, probeIPT = ProbeNFTables, ProbeIPTablesLegacy
+
 // ChooseBackend turns the daemon's firewall setting into a backend, by
 // probing the kernel (never by guessing the platform), and says why:
 // "auto" (or "") takes nftables when ProbeNFTables passes, else
@@ -118,11 +121,11 @@ func firstLine(b []byte) string {
 func ChooseBackend(ctx context.Context, setting string) (Backend, string, error) {
 	switch setting {
 	case "", "auto":
-		nftErr := ProbeNFTables(ctx)
+		nftErr := probeNFT(ctx)
 		if nftErr == nil {
 			return BackendNFTables, "auto: the kernel has nf_tables", nil
 		}
-		iptErr := ProbeIPTablesLegacy(ctx)
+		iptErr := probeIPT(ctx)
 		if iptErr == nil {
 			return BackendIPTables, fmt.Sprintf("auto: no nftables (%v); iptables-legacy works", nftErr), nil
 		}
@@ -132,9 +135,9 @@ func ChooseBackend(ctx context.Context, setting string) (Backend, string, error)
 	if err != nil {
 		return "", "", err
 	}
-	probe := ProbeNFTables
+	probe := probeNFT
 	if b == BackendIPTables {
-		probe = ProbeIPTablesLegacy
+		probe = probeIPT
 	}
 	if err := probe(ctx); err != nil {
 		return "", "", fmt.Errorf("firewall %q (configured): %w", setting, err)

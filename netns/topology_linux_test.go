@@ -114,7 +114,7 @@ func newWorld(t *testing.T, b Backend) *world {
 	ipCmd(t, "-n", w.hostName, "-6", "route", "add", "default", "via", router6)
 	ipCmd(t, "-n", w.rtrName, "addr", "add", router6+"/64", "dev", "r-up", "nodad")
 	for _, a := range []string{inetServer6, dnsServer6} {
-		ipCmd(t, "-n", w.rtrName, "addr", "add", a+"/128", "dev", "lo")
+		ipCmd(t, "-n", w.rtrName, "addr", "add", a+"/128", "dev", "lo", "nodad")
 	}
 	ipCmd(t, "-n", w.rtrName, "-6", "route", "add", DefaultPool6.String(), "via", hostUplink6)
 
