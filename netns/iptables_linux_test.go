@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // netdRules is a phone's netd, in short: OEM chains hooked first, and on
@@ -105,4 +107,94 @@ func TestIPTablesGoesFirstInNetdsChainsAndLeavesTheirRules(t *testing.T) {
 	if after := w.xtRuleLines(); !reflect.DeepEqual(after, before) {
 		t.Errorf("netd's rules changed:\nbefore %q\nafter  %q", before, after)
 	}
+}
+
+// netdRestart is what netd does to the firewall when it starts: INPUT and
+// FORWARD and its child chains (the oem_ ones too) emptied and hooked
+// again, and POSTROUTING likewise.
+const netdRestart = `*filter
+:INPUT -
+-F INPUT
+:FORWARD -
+-F FORWARD
+:oem_fwd -
+:fw_FORWARD -
+:tetherctrl_FORWARD -
+-A FORWARD -j oem_fwd
+-A FORWARD -j fw_FORWARD
+-A FORWARD -j tetherctrl_FORWARD
+:oem_out -
+COMMIT
+*nat
+:POSTROUTING -
+-F POSTROUTING
+:tetherctrl_nat_POSTROUTING -
+-A POSTROUTING -j tetherctrl_nat_POSTROUTING
+COMMIT
+`
+
+// netd restarts: it empties the chains our hooks are in, then flushes the
+// policy rules and makes its own again. The rule events bring Watch, which
+// finds our rules no longer whole and puts them back.
+func TestNetdRestartIsRepairedOnItsRuleFlush(t *testing.T) {
+	w := newWorld(t, BackendIPTables)
+	x, host := w.xt(), w.nsHandle(w.host)
+	ctx := context.Background()
+	_, err := xtRun(ctx, host, fmt.Sprintf(netdRules, "10.8.8.8/32", "10.9.9.9/32"), x.v4.Restore, "-w", "--noflush")
+	must(t, err)
+	_, err = xtRun(ctx, host, fmt.Sprintf(netdRules, "2001:db8:8::8/128", "2001:db8:9::9/128"), x.v6.Restore, "-w", "--noflush")
+	must(t, err)
+	w.androidRouting(1003)
+	wctx, cancel := context.WithCancel(ctx)
+	watched := make(chan error, 1)
+	go func() { watched <- w.mgr.Watch(wctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-watched; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	})
+	a := w.ensure("p1", direct)
+	b := w.ensure("p2", direct)
+	check(t, path{name: "internet before netd restarts", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})
+	// Let the events of the new veths pass (their IPv6 link-local
+	// addresses finish duplicate address detection), so that what
+	// follows is brought about by netd's rule flush alone.
+	eventually(t, "no tentative addresses in the host", func() error {
+		out, err := exec.Command("ip", "-n", w.hostName, "-6", "addr", "show", "tentative").CombinedOutput()
+		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	time.Sleep(4 * settleDelay)
+
+	_, err = xtRun(ctx, host, netdRestart, x.v4.Restore, "-w", "--noflush")
+	must(t, err)
+	_, err = xtRun(ctx, host, netdRestart, x.v6.Restore, "-w", "--noflush")
+	must(t, err)
+	if w.mgr.Healthy(ctx, "p1", direct) {
+		t.Fatal("healthy with netd's restart having emptied our hooks")
+	}
+	// The hole is real (control): nothing filters work now.
+	check(t, path{name: "internet into work with our hooks gone (control)", ns: w.router, network: "tcp", addr: a.Addr.Addr().String() + ":9000", allowed: true})
+
+	for _, fam := range []string{"-4", "-6"} {
+		ipCmd(t, "-n", w.hostName, fam, "rule", "flush")
+	}
+	w.netdNetworkRules(1003)
+	w.netdBaseRules(1003)
+	eventually(t, "rules back after netd's restart", func() error {
+		if !w.mgr.Healthy(ctx, "p1", direct) || !w.mgr.Healthy(ctx, "p2", direct) {
+			return fmt.Errorf("not healthy")
+		}
+		if len(w.ourRules()) != 6 {
+			return fmt.Errorf("policy rules %q", w.ourRules())
+		}
+		return nil
+	})
+	check(t, slices.Concat(w.isolation(a, b), w.isolation6(a, b), []path{
+		{name: "internet after the repair", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true},
+		{name: "IPv6 internet after the repair", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 80), allowed: true},
+	})...)
 }

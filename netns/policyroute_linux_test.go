@@ -81,6 +81,12 @@ func (w *world) androidRouting(table int) {
 		ipCmd(w.t, "-n", w.hostName, fam, "route", "del", "default")
 	}
 	w.androidNetwork(table)
+	w.netdBaseRules(table)
+}
+
+// netdBaseRules are netd's rules that are not one network's.
+func (w *world) netdBaseRules(table int) {
+	w.t.Helper()
 	for _, fam := range []string{"-4", "-6"} {
 		ipCmd(w.t, "-n", w.hostName, fam, "rule", "add", "pref", "10000", "fwmark", "0xc0000/0xd0000", "lookup", "98")
 		ipCmd(w.t, "-n", w.hostName, fam, "rule", "add", "pref", "21000", "iif", "rndis0", "lookup", fmt.Sprint(table))
@@ -97,6 +103,13 @@ func (w *world) androidNetwork(table int) {
 	ipCmd(w.t, "-n", w.hostName, "route", "add", "default", "via", routerAddr, "dev", "up0", "table", tb)
 	ipCmd(w.t, "-n", w.hostName, "-6", "route", "add", "2001:db8:1::/64", "dev", "up0", "table", tb)
 	ipCmd(w.t, "-n", w.hostName, "-6", "route", "add", "default", "via", router6, "dev", "up0", "table", tb)
+	w.netdNetworkRules(table)
+}
+
+// netdNetworkRules are netd's rules for the network whose table is table.
+func (w *world) netdNetworkRules(table int) {
+	w.t.Helper()
+	tb := fmt.Sprint(table)
 	for _, fam := range []string{"-4", "-6"} {
 		ipCmd(w.t, "-n", w.hostName, fam, "rule", "add", "pref", "16000", "fwmark", "0x10065/0x1ffff", "iif", "lo", "lookup", tb)
 		ipCmd(w.t, "-n", w.hostName, fam, "rule", "add", "pref", "17000", "iif", "lo", "oif", "up0", "lookup", tb)

@@ -195,9 +195,10 @@ func (m *Manager) reassertForwarding() {
 }
 
 // Refresh re-reads the host's facts and, if they changed since the rules
-// were last put in place, re-applies every profile's host rules in one
-// batch; running connections that the new rules narrow are cut, as with
-// Apply. Watch calls it; it is safe to call at any time.
+// were last put in place or the rules are no longer whole, re-applies
+// every such profile's host rules in one batch; running connections that
+// the new rules narrow are cut, as with Apply. Watch calls it; it is safe
+// to call at any time.
 func (m *Manager) Refresh(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -220,7 +221,24 @@ func (m *Manager) Refresh(ctx context.Context) error {
 	var cut []string
 	for name, prev := range m.applied {
 		ps := m.st.Profiles[name]
-		if ps == nil || ps.Settings == nil || reflect.DeepEqual(prev.facts, facts) {
+		if ps == nil || ps.Settings == nil {
+			continue
+		}
+		// Rules someone else removed are put back too: on a phone, netd
+		// flushes FORWARD, INPUT and the oem_ chains whenever it starts,
+		// and flushes the policy rules right after, which brings us here.
+		// While they were gone work may have opened anything: cut.
+		if !m.fw.intact(ctx, name) {
+			m.log.Warn("profile rules were removed by someone else; putting them back", "profile", name, "backend", m.backend)
+			pr, err := buildProfile(profileRef{Name: name, HostIf: ps.HostIf, Subnet: ps.Subnet, Subnet6: ps.Subnet6}, m.pools(), *ps.Settings, facts)
+			if err != nil {
+				pr = prev // the host changed under them; the rules last applied still isolate
+			}
+			full[name] = pr
+			cut = append(cut, name)
+			continue
+		}
+		if reflect.DeepEqual(prev.facts, facts) {
 			continue
 		}
 		ref := profileRef{Name: name, HostIf: ps.HostIf, Subnet: ps.Subnet, Subnet6: ps.Subnet6}
