@@ -43,6 +43,9 @@ func WithBackend(b Backend) Option {
 	}
 }
 
+// Backend says how the Manager's rules reach the kernel.
+func (m *Manager) Backend() Backend { return m.backend }
+
 func newFirewall(b Backend, hostNS vns.NsHandle) (firewall, error) {
 	switch b {
 	case BackendIPTables:
