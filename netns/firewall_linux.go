@@ -29,6 +29,8 @@ type firewall interface {
 	profiles(ctx context.Context) (map[string]bool, error)
 	// counters reads the profile's traffic counters.
 	counters(ctx context.Context, profile string) (Counters, error)
+	// noNAT6 says why the host cannot masquerade IPv6, "" when it can.
+	noNAT6(ctx context.Context) string
 }
 
 // WithBackend chooses how rules reach the kernel (default
@@ -157,6 +159,10 @@ func (f *nftFirewall) profiles(ctx context.Context) (map[string]bool, error) {
 	}
 	return objs.profiles(), nil
 }
+
+// noNAT6: nf_tables' inet family masquerades both families wherever it
+// exists.
+func (f *nftFirewall) noNAT6(context.Context) string { return "" }
 
 func (f *nftFirewall) counters(ctx context.Context, profile string) (Counters, error) {
 	if err := ctx.Err(); err != nil {

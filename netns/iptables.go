@@ -348,6 +348,12 @@ func xtHostPlan(v6 bool, pl pools, all []profileRef, full map[string]profileRule
 		t := filter
 		if ch == chainPostrouting {
 			t = nat
+			// No masquerade of this family (profiles have no IPv6): no
+			// chain and no hook, so a kernel without ip6tables' nat table
+			// (GKI's) is never asked for one.
+			if !slices.ContainsFunc(base[ch], func(r ruleSpec) bool { return r.inFamily(v6) }) {
+				continue
+			}
 		}
 		if err := xtAddRules(t, v6, xtChain(ch), base[ch], nil, map[string]string{}); err != nil {
 			return nil, err

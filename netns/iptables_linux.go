@@ -136,6 +136,25 @@ func (x *xtTools) apply(ctx context.Context, ns vns.NsHandle, plan *xtFamilyPlan
 type iptFirewall struct {
 	x      *xtTools
 	hostNS vns.NsHandle
+	// nat6 is set when the host has ip6tables' nat table (see noNAT6).
+	nat6 bool
+}
+
+// probeNAT6 lists ip6tables' nat table in ns; tests fake its absence.
+var probeNAT6 = func(ctx context.Context, x *xtTools, ns vns.NsHandle) error {
+	_, err := xtRun(ctx, ns, "", x.v6.Cmd, "-w", "-t", "nat", "-S")
+	return err
+}
+
+// noNAT6: GKI kernels have no ip6tables nat table (Android's base config
+// requires CONFIG_IP6_NF_NAT off), so there profiles get no IPv6.
+func (f *iptFirewall) noNAT6(ctx context.Context) string {
+	if err := probeNAT6(ctx, f.x, f.hostNS); err != nil {
+		f.nat6 = false
+		return "the kernel has no IPv6 NAT for iptables (CONFIG_IP6_NF_NAT, which Android's base config leaves out): " + err.Error()
+	}
+	f.nat6 = true
+	return ""
 }
 
 // bothFamilies runs fn for IPv4, then IPv6. The families are separate
@@ -182,8 +201,8 @@ func (f *iptFirewall) intact(ctx context.Context, profile string) bool {
 			return err
 		}
 		filter, nat := cur["filter"], cur["nat"]
-		if filter == nil || nat == nil {
-			return errors.New("no table")
+		if filter == nil {
+			return errors.New("no filter table")
 		}
 		full := func(t *xtTableState, chain string) error {
 			if len(t.Rules[chain]) == 0 {
@@ -204,8 +223,13 @@ func (f *iptFirewall) intact(ctx context.Context, profile string) bool {
 				return err
 			}
 		}
-		if err := errors.Join(full(nat, xtChain(chainPostrouting)), hooked(nat, xtChain(chainPostrouting))); err != nil {
-			return err
+		if !v6 || f.nat6 {
+			if nat == nil {
+				return errors.New("no nat table")
+			}
+			if err := errors.Join(full(nat, xtChain(chainPostrouting)), hooked(nat, xtChain(chainPostrouting))); err != nil {
+				return err
+			}
 		}
 		return errors.Join(full(filter, xtChain(objName(profile, "out"))), full(filter, xtChain(objName(profile, "in"))))
 	}) == nil

@@ -2,6 +2,7 @@ package netns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	vns "github.com/vishvananda/netns"
 )
 
 // netdRules is a phone's netd, in short: OEM chains hooked first, and on
@@ -197,4 +200,38 @@ func TestNetdRestartIsRepairedOnItsRuleFlush(t *testing.T) {
 		{name: "internet after the repair", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true},
 		{name: "IPv6 internet after the repair", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 80), allowed: true},
 	})...)
+}
+
+// A GKI kernel has no ip6tables nat table: profiles then get no IPv6 (all
+// of it dropped), and nothing asks the kernel for IPv6 NAT.
+func TestIPTablesWithoutIPv6NATGivesNoIPv6(t *testing.T) {
+	probeNAT6 = func(context.Context, *xtTools, vns.NsHandle) error {
+		return errors.New("can't initialize ip6tables table `nat': Table does not exist")
+	}
+	t.Cleanup(func() {
+		probeNAT6 = func(ctx context.Context, x *xtTools, ns vns.NsHandle) error {
+			_, err := xtRun(ctx, ns, "", x.v6.Cmd, "-w", "-t", "nat", "-S")
+			return err
+		}
+	})
+	w := newWorld(t, BackendIPTables)
+	a := w.ensure("p1", direct)
+	b := w.ensure("p2", direct)
+	if a.Addr6.IsValid() {
+		t.Fatalf("profile got IPv6 %s without IPv6 NAT", a.Addr6)
+	}
+	check(t, append(w.isolation(a, b),
+		path{name: "IPv4 internet", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true},
+		path{name: "IPv6 internet", ns: a.NSPath, network: "tcp", addr: hp(inetServer6, 80)},
+	)...)
+	if nat := w.xtSaveAll(w.host)["IPv6"]["nat"]; nat != nil {
+		for _, c := range nat.Chains {
+			if strings.HasPrefix(c, xtPrefix) {
+				t.Errorf("an IPv6 nat chain %s on a kernel said to have no IPv6 NAT", c)
+			}
+		}
+	}
+	if !w.mgr.Healthy(context.Background(), "p1", direct) {
+		t.Errorf("not healthy without IPv6 NAT")
+	}
 }

@@ -183,6 +183,10 @@ func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
 	if !o.noIPv6 {
 		if why := ipv6Off(h); why != "" {
 			m.log.Info("profiles get no IPv6", "reason", why)
+		} else if why := m.fw.noNAT6(context.Background()); why != "" {
+			// Work's IPv6 leaves masqueraded or not at all: without NAT
+			// its unique-local source would go out as it is.
+			m.log.Info("profiles get no IPv6", "reason", why)
 		} else {
 			m.pool6 = o.pool6
 		}

@@ -77,8 +77,9 @@ func ProbeNFTables(ctx context.Context) error {
 // ProbeIPTablesLegacy reports whether rules can go through
 // iptables-legacy: the programs of both families exist (PATH or
 // /system/bin) and are not the nf_tables variant, and in a scratch
-// namespace each lists its filter and nat tables (the kernel's ip_tables
-// and ip6_tables, with the tables and NAT the rules use).
+// namespace each lists its filter table and iptables its nat table (the
+// kernel's ip_tables and ip6_tables with the tables the rules use; IPv6
+// NAT is optional: without it, as on GKI kernels, profiles get no IPv6).
 func ProbeIPTablesLegacy(ctx context.Context) error {
 	x, err := findXtables()
 	if err != nil {
@@ -86,7 +87,11 @@ func ProbeIPTablesLegacy(ctx context.Context) error {
 	}
 	err = inScratchNS(func(ns vns.NsHandle) error {
 		for _, b := range []xtBins{x.v4, x.v6} {
-			for _, table := range []string{"filter", "nat"} {
+			tables := []string{"filter", "nat"}
+			if b.Family == "IPv6" {
+				tables = tables[:1]
+			}
+			for _, table := range tables {
 				out, err := xtRun(ctx, ns, "", b.Cmd, "-w", "-t", table, "-S")
 				if err != nil {
 					return err
