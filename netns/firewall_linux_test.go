@@ -144,6 +144,7 @@ func (w *world) innerChains(profile string) []string {
 			}
 		}
 	case BackendIPTables:
+		byFam := map[string][]string{}
 		for fam, tables := range w.xtSaveAll(w.mgr.nsPath(profile)) {
 			var got []string
 			if f := tables["filter"]; f != nil {
@@ -156,11 +157,10 @@ func (w *world) innerChains(profile string) []string {
 				}
 			}
 			slices.Sort(got)
-			if fam == "IPv4" {
-				out = got
-			} else if !slices.Equal(got, out) {
-				w.t.Errorf("inner chains differ between the families: %v", got)
-			}
+			byFam[fam] = got
+		}
+		if out = byFam["IPv4"]; !slices.Equal(out, byFam["IPv6"]) {
+			w.t.Errorf("inner chains differ between the families: %v", byFam)
 		}
 	}
 	slices.Sort(out)
