@@ -105,6 +105,10 @@ type Config struct {
 	// the kernel has them) or "off" (the host's, with a hidepid procfs:
 	// what kernels without pid namespaces get, forced for tests).
 	PIDNamespace string `json:"pid_namespace"`
+	// Firewall is how profile networks' rules reach the kernel: "auto"
+	// (nftables where the kernel has nf_tables, else iptables-legacy, as
+	// on GKI phones), "nftables" or "iptables-legacy".
+	Firewall string `json:"firewall"`
 }
 
 // Duration is a time.Duration written as "10s" in the config file.
@@ -164,6 +168,7 @@ func DefaultConfig() Config {
 
 		FscryptContents: "auto",
 		PIDNamespace:    "auto",
+		Firewall:        "auto",
 	}
 }
 
@@ -241,6 +246,9 @@ func (c *Config) Validate() error {
 	if err := c.validateIdentity(); err != nil {
 		return err
 	}
+	if err := c.validateFirewall(); err != nil {
+		return err
+	}
 	return c.validateBinder()
 }
 
@@ -260,6 +268,18 @@ func (c *Config) validateLabels() error {
 		if l.field != "apparmor_profile" && strings.Count(l.v, ":") < 2 {
 			return fmt.Errorf("%s %q: want an SELinux context such as u:r:workcell_app:s0", l.field, l.v)
 		}
+	}
+	return nil
+}
+
+// validateFirewall checks the firewall key ("" counts as "auto").
+func (c *Config) validateFirewall() error {
+	switch c.Firewall {
+	case "":
+		c.Firewall = "auto"
+	case "auto", "nftables", "iptables-legacy":
+	default:
+		return fmt.Errorf("firewall %q: want \"auto\", \"nftables\" or \"iptables-legacy\"", c.Firewall)
 	}
 	return nil
 }

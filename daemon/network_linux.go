@@ -47,8 +47,14 @@ func ptr[T any](v T) *T { return &v }
 var defaultNetwork = netns.Settings{Mode: netns.ModeDirect}
 
 // openNetwork makes the daemon's network manager; it runs once, at start.
-func (d *Daemon) openNetwork() error {
-	opts := []netns.Option{netns.WithLogger(d.log.With("concern", "network")), netns.WithDNSChange(d.resolversChanged), netns.WithNSMaker(nsMaker{d})}
+// The firewall backend is chosen here, by probing the kernel.
+func (d *Daemon) openNetwork(ctx context.Context) error {
+	backend, why, err := netns.ChooseBackend(ctx, d.cfg.Firewall)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	d.log.Info("firewall backend chosen", "backend", backend, "why", why)
+	opts := []netns.Option{netns.WithLogger(d.log.With("concern", "network")), netns.WithDNSChange(d.resolversChanged), netns.WithNSMaker(nsMaker{d}), netns.WithBackend(backend)}
 	if d.cfg.NetPool != "" {
 		pool, err := netip.ParsePrefix(d.cfg.NetPool)
 		if err != nil {
@@ -148,7 +154,7 @@ func (d *Daemon) networkRemove(ctx context.Context, p *profile) error {
 // broken profile network is logged, not fatal: the profile's next start
 // repairs it or says why it cannot.
 func (d *Daemon) networkReconcile(ctx context.Context) error {
-	if err := d.openNetwork(); err != nil {
+	if err := d.openNetwork(ctx); err != nil {
 		return err
 	}
 	want := map[string]netns.Settings{}

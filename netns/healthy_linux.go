@@ -41,16 +41,7 @@ func (m *Manager) Healthy(ctx context.Context, profile string, s Settings) bool 
 	if err != nil || l.Attrs().OperState != netlink.OperUp {
 		return false
 	}
-	c, err := m.hostConn()
-	if err != nil {
-		return false
-	}
-	for _, ch := range []string{chainForward, chainInput, chainOutput, objName(profile, "out"), objName(profile, "in")} {
-		if !m.chainHasRules(c, ch) {
-			return false
-		}
-	}
-	return true
+	return m.fw.intact(ctx, profile)
 }
 
 // Counters reads only the profile's traffic counters (Show also gathers
@@ -64,27 +55,12 @@ func (m *Manager) Counters(ctx context.Context, profile string) (Counters, error
 	if _, ok := m.st.Profiles[profile]; !ok {
 		return Counters{}, fmt.Errorf("profile %s has no network: %w", profile, ErrNotFound)
 	}
-	return m.counters(profile)
+	return m.counters(ctx, profile)
 }
 
-// counters reads the profile's named counters; m.mu is held.
-func (m *Manager) counters(profile string) (Counters, error) {
-	c, err := m.hostConn()
-	if err != nil {
-		return Counters{}, err
-	}
-	ctrs, err := readCounters(c)
-	if err != nil {
-		return Counters{}, err
-	}
-	var out Counters
-	if v := ctrs[objName(profile, "in")]; v != nil {
-		out.InBytes, out.InPackets = v.Bytes, v.Packets
-	}
-	if v := ctrs[objName(profile, "out")]; v != nil {
-		out.OutBytes, out.OutPackets = v.Bytes, v.Packets
-	}
-	return out, nil
+// counters reads the profile's traffic counters; m.mu is held.
+func (m *Manager) counters(ctx context.Context, profile string) (Counters, error) {
+	return m.fw.counters(ctx, profile)
 }
 
 // Has reports whether the profile has a network (a subnet and state).

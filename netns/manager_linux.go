@@ -42,6 +42,7 @@ type options struct {
 	resolvConf string
 	onDNS      func(profile string, resolvConf []byte)
 	maker      NSMaker
+	backend    Backend
 }
 
 // NSMaker makes the network namespaces of profiles that must be owned by
@@ -138,6 +139,8 @@ type Manager struct {
 	resolvConf string
 	onDNS      func(profile string, resolvConf []byte)
 	maker      NSMaker
+	backend    Backend
+	fw         firewall
 	hostNS     vns.NsHandle
 	host       *netlink.Handle
 	st         *state
@@ -149,7 +152,7 @@ type Manager struct {
 // NewManager opens the state in stateFile (creating none until needed) and
 // pins namespaces under runDir/netns.
 func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
-	o := options{pool: DefaultPool, pool6: DefaultPool6, log: slog.New(slog.NewTextHandler(io.Discard, nil)), resolvConf: "/etc/resolv.conf"}
+	o := options{pool: DefaultPool, pool6: DefaultPool6, log: slog.New(slog.NewTextHandler(io.Discard, nil)), resolvConf: "/etc/resolv.conf", backend: BackendNFTables}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -168,13 +171,21 @@ func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open host network namespace %q: %w", o.hostNS, err)
 	}
-	m := &Manager{runDir: runDir, stateFile: stateFile, pool: o.pool, log: o.log, resolvConf: o.resolvConf, onDNS: o.onDNS, maker: o.maker, hostNS: h, applied: map[string]profileRules{}}
+	m := &Manager{runDir: runDir, stateFile: stateFile, pool: o.pool, log: o.log, resolvConf: o.resolvConf, onDNS: o.onDNS, maker: o.maker, backend: o.backend, hostNS: h, applied: map[string]profileRules{}}
+	if m.fw, err = newFirewall(o.backend, h); err != nil {
+		h.Close()
+		return nil, err
+	}
 	if m.host, err = netlink.NewHandleAt(h); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("netlink in host namespace: %w", err)
 	}
 	if !o.noIPv6 {
 		if why := ipv6Off(h); why != "" {
+			m.log.Info("profiles get no IPv6", "reason", why)
+		} else if why := m.fw.noNAT6(context.Background()); why != "" {
+			// Work's IPv6 leaves masqueraded or not at all: without NAT
+			// its unique-local source would go out as it is.
 			m.log.Info("profiles get no IPv6", "reason", why)
 		} else {
 			m.pool6 = o.pool6
@@ -286,31 +297,13 @@ func (m *Manager) facts() (hostFacts, error) {
 			h.Connected = append(h.Connected, a.prefix.Masked())
 		}
 	}
-	routes, err := m.host.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 254}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return h, fmt.Errorf("list host routes: %w", err)
+	// Uplinks from the tables the kernel routes by, through its policy
+	// rules (Android keeps no default route in the main table).
+	if h.Routing, err = m.routing(); err != nil {
+		return h, err
 	}
-	idx := map[int]bool{}
-	for _, r := range routes {
-		if r.Dst != nil {
-			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
-				continue
-			}
-		}
-		if r.LinkIndex > 0 {
-			idx[r.LinkIndex] = true
-		}
-		for _, nh := range r.MultiPath {
-			idx[nh.LinkIndex] = true
-		}
-	}
-	for i := range idx {
-		l, err := m.host.LinkByIndex(i)
-		if err == nil && !strings.HasPrefix(l.Attrs().Name, hostIfPrefix) {
-			h.Uplinks = append(h.Uplinks, l.Attrs().Name)
-		}
-	}
-	slices.Sort(h.Uplinks)
+	h.Uplinks = slices.Concat(h.Routing.V4.Uplinks, h.Routing.V6.Uplinks)
+	h.Uplinks = sortedUnique(h.Uplinks)
 	h.DNS = readResolvers(m.resolvConf)
 	if allLoopback(h.DNS) && m.resolvConf == "/etc/resolv.conf" {
 		// A local stub (systemd-resolved) forwards to these.
@@ -449,7 +442,7 @@ func (m *Manager) ensure(ctx context.Context, profile string, s Settings) (*Info
 	defer ns.Close()
 
 	// Rules before links, so the interface never exists unfiltered.
-	pr, err := m.applyRules(profile, ns, s)
+	pr, err := m.applyRules(ctx, profile, ns, s)
 	if err != nil {
 		return nil, err
 	}
@@ -492,7 +485,7 @@ func resolvConf(dns []netip.Addr) []byte {
 // applyRules computes and installs the profile's rules: first inside its
 // namespace, then the host batch; if the host batch fails the inner table is
 // put back as it was.
-func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profileRules, error) {
+func (m *Manager) applyRules(ctx context.Context, profile string, ns vns.NsHandle, s Settings) (profileRules, error) {
 	ps := m.st.Profiles[profile]
 	facts, err := m.facts()
 	if err != nil {
@@ -504,16 +497,12 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 		return profileRules{}, fmt.Errorf("profile %s: %w", profile, err)
 	}
 	if s.Mode != ModeOffline {
-		if err := m.enableForwarding(); err != nil {
+		if _, err := m.enableForwarding(); err != nil {
 			return profileRules{}, err
 		}
 	}
-	if err := m.flushInner(ns, pr); err != nil {
+	if err := m.fw.applyInner(ctx, ns, pr); err != nil {
 		return profileRules{}, fmt.Errorf("profile %s: rules in profile namespace: %w", profile, err)
-	}
-	c, err := m.hostConn()
-	if err != nil {
-		return profileRules{}, err
 	}
 	prev, known := m.applied[profile]
 	if !known && ps.Settings != nil {
@@ -522,22 +511,21 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 	}
 	// A chain found empty or missing was repaired: while it was gone, work
 	// may have opened what the rules forbid.
-	cut := !known || !widens(prev, pr) || !m.chainHasRules(c, objName(profile, "out"))
-	err = hostBatch(c, m.pools(), m.refs(), map[string]profileRules{profile: pr}, nil, tableObjects{})
-	if err == nil {
-		err = c.Flush()
-	}
-	if err != nil {
+	cut := !known || !widens(prev, pr) || !m.fw.intact(ctx, profile)
+	if err := m.fw.applyHost(ctx, m.pools(), m.refs(), map[string]profileRules{profile: pr}, nil); err != nil {
 		if ps.Settings != nil {
 			if old, berr := buildProfile(ref, m.pools(), *ps.Settings, facts); berr == nil {
-				if rerr := m.flushInner(ns, old); rerr != nil {
+				if rerr := m.fw.applyInner(ctx, ns, old); rerr != nil {
 					m.log.Error("restore profile namespace rules", "profile", profile, "err", rerr)
 				}
 			}
 		}
-		return profileRules{}, fmt.Errorf("profile %s: apply nftables batch: %w", profile, err)
+		return profileRules{}, fmt.Errorf("profile %s: apply %s rules: %w", profile, m.backend, err)
 	}
 	m.applied[profile] = pr
+	if err := m.syncRules(m.refs(), facts.Routing); err != nil {
+		return profileRules{}, fmt.Errorf("profile %s: %w", profile, err)
+	}
 	// A repair or a start with the same settings has nothing new to save.
 	if ps.Settings == nil || !reflect.DeepEqual(*ps.Settings, s) {
 		saved := s
@@ -553,14 +541,6 @@ func (m *Manager) applyRules(profile string, ns vns.NsHandle, s Settings) (profi
 		}
 	}
 	return pr, nil
-}
-
-// chainHasRules reports whether the host table's chain exists and holds
-// rules.
-func (m *Manager) chainHasRules(c *nftables.Conn, chain string) bool {
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: tableName}
-	rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
-	return err == nil && len(rules) > 0
 }
 
 // cutConnections deletes the host's conntrack entries of flows work opened
@@ -594,23 +574,11 @@ func (m *Manager) cutConnections(ps *profileState) error {
 	return nil
 }
 
-func (m *Manager) flushInner(ns vns.NsHandle, pr profileRules) error {
-	c, err := newConn(int(ns))
-	if err != nil {
-		return err
-	}
-	if err := innerBatch(c, pr); err != nil {
-		return err
-	}
-	return c.Flush()
-}
-
 // enableForwarding turns on IPv4 forwarding (and IPv6 forwarding, when
 // profiles get IPv6) in the host namespace and remembers what it changed,
-// so the last Remove can put it back.
-func (m *Manager) enableForwarding() error {
-	return inNS(m.hostNS, func() error {
-		changed := false
+// so the last Remove can put it back; changed says it had to.
+func (m *Manager) enableForwarding() (changed bool, err error) {
+	err = inNS(m.hostNS, func() error {
 		on, err := sysctlOn("net/ipv4/ip_forward")
 		if err != nil {
 			return err
@@ -642,6 +610,7 @@ func (m *Manager) enableForwarding() error {
 		}
 		return m.st.save(m.stateFile)
 	})
+	return changed, err
 }
 
 // enableForwarding6 turns IPv6 forwarding on. A forwarding host ignores
@@ -749,7 +718,7 @@ func (m *Manager) Apply(ctx context.Context, profile string, s Settings) error {
 		return fmt.Errorf("profile %s: namespace %s is gone; Ensure repairs it: %w", profile, m.nsPath(profile), ErrNotFound)
 	}
 	defer ns.Close()
-	_, err := m.applyRules(profile, ns, s)
+	_, err := m.applyRules(ctx, profile, ns, s)
 	return err
 }
 
@@ -765,10 +734,10 @@ func (m *Manager) Remove(ctx context.Context, profile string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.remove([]string{profile})
+	return m.remove(ctx, []string{profile})
 }
 
-func (m *Manager) remove(profiles []string) error {
+func (m *Manager) remove(ctx context.Context, profiles []string) error {
 	var errs []error
 	gone := map[string]bool{}
 	for _, p := range profiles {
@@ -780,27 +749,28 @@ func (m *Manager) remove(profiles []string) error {
 			keep = append(keep, r)
 		}
 	}
-	c, err := m.hostConn()
-	if err != nil {
-		return err
-	}
-	existing, err := listTableObjects(c)
-	if err != nil {
-		return err
-	}
+	var err error
 	if len(keep) == 0 {
-		// The last profile takes the whole table with it.
-		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
-		c.DelTable(t)
-	} else if err := hostBatch(c, m.pools(), keep, nil, profiles, existing); err != nil {
-		return err
+		// The last profile takes everything with it.
+		err = m.fw.clearHost(ctx)
+	} else {
+		err = m.fw.applyHost(ctx, m.pools(), keep, nil, profiles)
 	}
-	if err := c.Flush(); err != nil {
+	if err != nil {
 		return fmt.Errorf("remove rules of %s: %w", strings.Join(profiles, ", "), err)
 	}
 	for _, p := range profiles {
 		delete(m.st.Profiles, p)
 		delete(m.applied, p)
+	}
+	// The rules of profiles still here follow the routing of now; the
+	// removed ones' go whatever it is.
+	rt, rerr := m.routing()
+	if rerr != nil {
+		errs = append(errs, rerr)
+	}
+	if err := m.syncRules(m.refs(), rt); err != nil {
+		errs = append(errs, err)
 	}
 	for _, p := range profiles {
 		if l, err := m.host.LinkByName(HostIfName(p)); err == nil {
@@ -847,7 +817,7 @@ func (m *Manager) Show(ctx context.Context, profile string) (Status, error) {
 			st.Info.ResolvConf = resolvConf(st.Info.DNS)
 		}
 	}
-	ctrs, err := m.counters(profile)
+	ctrs, err := m.counters(ctx, profile)
 	st.Counters = ctrs
 	return st, err
 }
@@ -885,17 +855,22 @@ func (m *Manager) Reconcile(ctx context.Context, want map[string]Settings) error
 			}
 		}
 	}
-	if c, err := m.hostConn(); err == nil {
-		if objs, err := listTableObjects(c); err == nil {
-			for p := range objs.profiles() {
-				if _, ok := want[p]; !ok {
-					stale[p] = true
-				}
+	if objs, err := m.fw.profiles(ctx); err == nil {
+		wantTags := map[string]bool{}
+		for name := range want {
+			wantTags[name] = true
+			if m.backend == BackendIPTables {
+				wantTags[xtTag(name)] = true
+			}
+		}
+		for p := range objs {
+			if !wantTags[p] {
+				stale[p] = true
 			}
 		}
 	}
 	if len(stale) > 0 {
-		if err := m.remove(slices.Sorted(maps.Keys(stale))); err != nil {
+		if err := m.remove(ctx, slices.Sorted(maps.Keys(stale))); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -24,7 +24,10 @@ import (
 var direct = Settings{Mode: ModeDirect}
 
 func TestDirectModeReachesOnlyThePublicInternet(t *testing.T) {
-	w := newWorld(t)
+	eachBackend(t, testDirectModeReachesOnlyThePublicInternet)
+}
+
+func testDirectModeReachesOnlyThePublicInternet(t *testing.T, w *world) {
 	a := w.ensure("p1", direct)
 	b := w.ensure("p2", direct)
 
@@ -66,7 +69,10 @@ func TestDirectModeReachesOnlyThePublicInternet(t *testing.T) {
 }
 
 func TestAllowListChangesLiveWhileAConnectionRuns(t *testing.T) {
-	w := newWorld(t)
+	eachBackend(t, testAllowListChangesLiveWhileAConnectionRuns)
+}
+
+func testAllowListChangesLiveWhileAConnectionRuns(t *testing.T, w *world) {
 	only8080 := Settings{Mode: ModeDirect, Allow: []Rule{mustRule("203.0.113.10/tcp:8080"), mustRule(inetServer6 + "/tcp:443")}}
 	a := w.ensure("p1", only8080)
 	b := w.ensure("p2", direct)
@@ -126,8 +132,9 @@ func TestAllowListChangesLiveWhileAConnectionRuns(t *testing.T) {
 	check(t, path{name: "still allowed port", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})
 }
 
-func TestOfflineLetsNothingInOrOut(t *testing.T) {
-	w := newWorld(t)
+func TestOfflineLetsNothingInOrOut(t *testing.T) { eachBackend(t, testOfflineLetsNothingInOrOut) }
+
+func testOfflineLetsNothingInOrOut(t *testing.T, w *world) {
 	a := w.ensure("p1", Settings{Mode: ModeOffline})
 	b := w.ensure("p2", direct)
 	check(t, slices.Concat(w.isolation(a, b), w.isolation6(a, b), []path{
@@ -145,7 +152,10 @@ func TestOfflineLetsNothingInOrOut(t *testing.T) {
 }
 
 func TestVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T) {
-	w := newWorld(t)
+	eachBackend(t, testVPNLockdownWithRealTunnelAndKillSwitch)
+}
+
+func testVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T, w *world) {
 	vpn := Settings{Mode: ModeVPNLockdown, DNS: []netip.Addr{netip.MustParseAddr(dnsServer)},
 		VPNEndpoints: []netip.AddrPort{mustAddrPort(vpnEndpoint + ":4789"), mustAddrPort(inetServer + ":443"), mustAddrPort(hp(inetServer6, 443))}}
 	a := w.ensure("p1", vpn)
@@ -212,10 +222,7 @@ func TestVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T) {
 
 	// A VPN client holds NET_ADMIN: even if it drops the profile's own table,
 	// the host still lets eth0 reach only the endpoints.
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
-	must(t, err)
-	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
-	must(t, c.Flush())
+	w.dropInnerRules("p1")
 	check(t,
 		path{name: "internet with tunnel down and profile table gone", ns: a.NSPath, network: "tcp", addr: inetServer + ":80"},
 		path{name: "DNS with tunnel down and profile table gone", ns: a.NSPath, network: "udp", addr: dnsServer + ":53"},
@@ -228,10 +235,8 @@ func TestVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T) {
 	if _, err := w.mgr.Ensure(context.Background(), "p1", vpn); err != nil {
 		t.Fatal(err)
 	}
-	tables, err := c.ListTables()
-	must(t, err)
-	if !slices.ContainsFunc(tables, func(tb *nftables.Table) bool { return tb.Name == tableName }) {
-		t.Errorf("Ensure did not restore the table inside the profile")
+	if got := w.innerChains("p1"); !slices.Equal(got, []string{"input", "output"}) {
+		t.Errorf("Ensure did not restore the rules inside the profile: chains %v", got)
 	}
 	// (Bringing this tunnel up again is left out: the router's retransmits
 	// while it was down left a UDP conntrack entry that makes NAT pick another
@@ -247,14 +252,14 @@ func TestVPNLockdownWithRealTunnelAndKillSwitch(t *testing.T) {
 }
 
 func TestEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T) {
-	w := newWorld(t)
+	eachBackend(t, testEnsureRepairsFlushedTableAndDeletedVeth)
+}
+
+func testEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T, w *world) {
 	a := w.ensure("p1", direct)
 	b := w.ensure("p2", direct)
 
-	c, err := w.mgr.hostConn()
-	must(t, err)
-	c.FlushTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
-	must(t, c.Flush())
+	w.flushHostRules()
 	// Shows the probes can see a hole: without rules, the home LAN is open.
 	check(t, path{name: "home LAN with rules flushed (control)", ns: a.NSPath, network: "tcp", addr: lanServer + ":80", allowed: true})
 
@@ -272,7 +277,7 @@ func TestEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T) {
 		return l.Attrs().Index
 	}
 	before := linkIndex()
-	_, err = w.mgr.Ensure(context.Background(), "p1", direct)
+	_, err := w.mgr.Ensure(context.Background(), "p1", direct)
 	must(t, err)
 	if after := linkIndex(); after != before {
 		t.Errorf("Ensure of a healthy profile re-created its veth (index %d -> %d)", before, after)
@@ -289,8 +294,7 @@ func TestEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T) {
 		path{name: "internet after veth repair", ns: a.NSPath, network: "tcp", addr: inetServer + ":80", allowed: true})...)
 
 	// Deleting the whole table is repaired too.
-	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: tableName})
-	must(t, c.Flush())
+	w.deleteHostRules()
 	_, err = w.mgr.Ensure(context.Background(), "p1", direct)
 	must(t, err)
 	// p2's chain is back (empty) and fails closed until p2 is ensured.
@@ -300,8 +304,9 @@ func TestEnsureRepairsFlushedTableAndDeletedVeth(t *testing.T) {
 	)
 }
 
-func TestRemoveLeavesNothing(t *testing.T) {
-	w := newWorld(t)
+func TestRemoveLeavesNothing(t *testing.T) { eachBackend(t, testRemoveLeavesNothing) }
+
+func testRemoveLeavesNothing(t *testing.T, w *world) {
 	sysctl := func(key string) string {
 		var b []byte
 		in(w.host, func() (err error) { b, err = os.ReadFile("/proc/sys/net/" + key); return err })
@@ -335,14 +340,8 @@ func TestRemoveLeavesNothing(t *testing.T) {
 
 	must(t, w.mgr.Remove(ctx, "p2"))
 	assertNoTrace(t, w, "p2", "wc-p2")
-	c, err := w.mgr.hostConn()
-	must(t, err)
-	tables, err := c.ListTables()
-	must(t, err)
-	for _, tb := range tables {
-		if tb.Name == tableName {
-			t.Errorf("table %s left after the last profile", tableName)
-		}
+	if left := w.leftovers(); len(left) > 0 {
+		t.Errorf("left after the last profile: %v", left)
 	}
 	var fwd []byte
 	in(w.host, func() (err error) { fwd, err = os.ReadFile("/proc/sys/net/ipv4/ip_forward"); return err })
@@ -359,28 +358,16 @@ func assertNoTrace(t *testing.T, w *world, profile, hostIf string) {
 	if out, _ := exec.Command("ip", "-n", w.hostName, "-o", "link").CombinedOutput(); strings.Contains(string(out), hostIf+"@") || strings.Contains(string(out), hostIf+":") {
 		t.Errorf("link %s left:\n%s", hostIf, out)
 	}
-	c, err := w.mgr.hostConn()
-	must(t, err)
-	objs, err := listTableObjects(c)
-	must(t, err)
-	if objs.profiles()[profile] {
-		t.Errorf("nftables objects of %s left: chains %v sets %v counters %v", profile, objs.chains[profile], objs.sets[profile], objs.counters[profile])
-	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	must(t, err)
-	for _, ch := range chains {
-		rules, err := c.GetRules(ch.Table, ch)
-		must(t, err)
-		for _, r := range rules {
-			if s := fmt.Sprintf("%+v", r.Exprs); strings.Contains(s, profile+":") {
-				t.Errorf("rule in %s still names %s: %s", ch.Name, profile, s)
-			}
-		}
+	if tr := w.traces(profile); len(tr) > 0 {
+		t.Errorf("rules of %s left: %v", profile, tr)
 	}
 }
 
 func TestRestartKeepsAddressesAndReconcileDropsOthers(t *testing.T) {
-	w := newWorld(t)
+	eachBackend(t, testRestartKeepsAddressesAndReconcileDropsOthers)
+}
+
+func testRestartKeepsAddressesAndReconcileDropsOthers(t *testing.T, w *world) {
 	a := w.ensure("p1", direct)
 	w.ensure("p2", direct)
 
@@ -399,7 +386,10 @@ func TestRestartKeepsAddressesAndReconcileDropsOthers(t *testing.T) {
 }
 
 func TestPoolOverlapAndBadInputAreRejected(t *testing.T) {
-	w := newWorld(t)
+	eachBackend(t, testPoolOverlapAndBadInputAreRejected)
+}
+
+func testPoolOverlapAndBadInputAreRejected(t *testing.T, w *world) {
 	if _, err := NewManager(w.runDir, w.stateFile, WithHostNS(w.host), WithPool(netip.MustParsePrefix("192.168.0.0/16"))); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "192.168.50.0/24") {
 		t.Errorf("pool overlapping the home LAN: %v", err)
 	}
@@ -414,7 +404,10 @@ func TestPoolOverlapAndBadInputAreRejected(t *testing.T) {
 // Mode transitions in random order end in the same kernel state as applying
 // the last settings to a fresh profile.
 func TestTransitionsInRandomOrderMatchFreshApply(t *testing.T) {
-	w := newWorld(t)
+	eachBackend(t, testTransitionsInRandomOrderMatchFreshApply)
+}
+
+func testTransitionsInRandomOrderMatchFreshApply(t *testing.T, w *world) {
 	all := []Settings{
 		direct,
 		{Mode: ModeOffline},
@@ -432,11 +425,14 @@ func TestTransitionsInRandomOrderMatchFreshApply(t *testing.T) {
 			must(t, w.mgr.Apply(ctx, "p1", s))
 		}
 		last := seq[len(seq)-1]
-		got := dumpProfile(t, w, "p1")
+		got := w.dump("p1")
+		if len(got) == 0 {
+			t.Fatalf("round %d: no rules of p1 found in the kernel", round)
+		}
 		must(t, w.mgr.Remove(ctx, "p1"))
 		_, err = w.mgr.Ensure(ctx, "p1", last)
 		must(t, err)
-		want := dumpProfile(t, w, "p1")
+		want := w.dump("p1")
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("round %d: after %v:\n got %v\nwant %v", round, modes(seq), got, want)
 		}
@@ -523,8 +519,9 @@ func must(t *testing.T, err error) {
 }
 
 // A large allow-list goes in as one batch and still matches.
-func TestLargeAllowList(t *testing.T) {
-	w := newWorld(t)
+func TestLargeAllowList(t *testing.T) { eachBackend(t, testLargeAllowList) }
+
+func testLargeAllowList(t *testing.T, w *world) {
 	a := w.ensure("p1", direct)
 	ctx := context.Background()
 	d, err := BenchAllowListChange(ctx, w.mgr, "p1", 10000)
@@ -543,31 +540,14 @@ func TestLargeAllowList(t *testing.T) {
 	t.Logf("setup %v, teardown %v", setup, teardown)
 }
 
-// innerChains lists the base chains of the table inside the profile.
-func innerChains(t *testing.T, w *world, profile string) []string {
-	t.Helper()
-	ns, err := vns.GetFromPath(w.mgr.nsPath(profile))
-	must(t, err)
-	defer ns.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
-	must(t, err)
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	must(t, err)
-	var out []string
-	for _, ch := range chains {
-		if ch.Table.Name == tableName {
-			out = append(out, ch.Name)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // Direct mode wants no rules inside the profile, so it hooks no chains
 // there: every packet work sends or receives would enter them. The modes
 // that want rules get their chains back.
 func TestInnerChainsOnlyWhereTheModeHasRules(t *testing.T) {
-	w := newWorld(t)
+	eachBackend(t, testInnerChainsOnlyWhereTheModeHasRules)
+}
+
+func testInnerChainsOnlyWhereTheModeHasRules(t *testing.T, w *world) {
 	ctx := context.Background()
 	vpn := Settings{Mode: ModeVPNLockdown, VPNEndpoints: []netip.AddrPort{mustAddrPort(vpnEndpoint + ":443")}}
 	for _, step := range []struct {
@@ -582,7 +562,7 @@ func TestInnerChainsOnlyWhereTheModeHasRules(t *testing.T) {
 	} {
 		_, err := w.mgr.Ensure(ctx, "p1", step.s)
 		must(t, err)
-		if got := innerChains(t, w, "p1"); !slices.Equal(got, step.want) {
+		if got := w.innerChains("p1"); !slices.Equal(got, step.want) {
 			t.Errorf("mode %s: inner chains %v, want %v", step.s.Mode, got, step.want)
 		}
 	}
@@ -613,8 +593,9 @@ func eventually(t *testing.T, what string, cond func() error) {
 
 // The phone joins another network and moves to another uplink while
 // profiles run: Watch brings their rules along without an Ensure.
-func TestRulesFollowTheHostsNetwork(t *testing.T) {
-	w := newWorld(t)
+func TestRulesFollowTheHostsNetwork(t *testing.T) { eachBackend(t, testRulesFollowTheHostsNetwork) }
+
+func testRulesFollowTheHostsNetwork(t *testing.T, w *world) {
 	ctx, cancel := context.WithCancel(context.Background())
 	watched := make(chan error, 1)
 	go func() { watched <- w.mgr.Watch(ctx) }()

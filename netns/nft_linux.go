@@ -137,13 +137,6 @@ func (b *batch) replaceSet(s setSpec) error {
 	return nil
 }
 
-func checkFamily(s setSpec, r Rule) error {
-	if r.Prefix.Addr().Is6() != s.V6 {
-		return fmt.Errorf("set %s: element %s is of the other address family", s.Name, r)
-	}
-	return nil
-}
-
 func protoNum(p string) byte {
 	if p == "udp" {
 		return unix.IPPROTO_UDP

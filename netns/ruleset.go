@@ -165,10 +165,11 @@ type pools struct{ V4, V6 netip.Prefix }
 // hostFacts are what the rules need to know of the host, gathered at apply
 // time.
 type hostFacts struct {
-	Uplinks   []string       // interfaces of the default routes (or as configured)
+	Uplinks   []string       // interfaces of the default routes the kernel routes by
 	Connected []netip.Prefix // the personal side's directly connected networks
 	Local     []netip.Addr   // the host's own addresses
 	DNS       []netip.Addr   // upstream resolvers from the host's resolv.conf
+	Routing   routing        // where the uplinks were found (policy routing)
 }
 
 // profileRules is the wanted state of one profile: its objects in the host

@@ -34,19 +34,69 @@ func setStrings(ss []setSpec) []string {
 
 // The exact rules each mode must produce.
 func TestBuildProfileRules(t *testing.T) {
+	tests := profileCases()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ref := testRef
+			if tt.ref != nil {
+				ref = *tt.ref
+			}
+			got, err := buildProfile(ref, testPools, tt.s, testHost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inner := map[string]bool{}
+			for _, st := range got.InnerSets {
+				inner[st.Name] = true
+			}
+			for _, r := range slices.Concat(got.InnerOut, got.InnerIn) {
+				if r.DaddrSet != "" && !inner[r.DaddrSet] || r.DaddrPPSet != "" && !inner[r.DaddrPPSet] {
+					t.Errorf("inner rule %q names a set the inner table does not have", r)
+				}
+			}
+			for _, c := range []struct {
+				what      string
+				got, want []string
+			}{
+				{"out", ruleStrings(got.Out), tt.out},
+				{"in", ruleStrings(got.In), tt.in},
+				{"sets", setStrings(got.Sets), tt.sets},
+				{"inner out", ruleStrings(got.InnerOut), tt.innerOut},
+				{"inner in", ruleStrings(got.InnerIn), tt.innerIn},
+			} {
+				if !reflect.DeepEqual(c.got, c.want) {
+					t.Errorf("%s:\n got %q\nwant %q", c.what, c.got, c.want)
+				}
+			}
+			var dns []string
+			for _, a := range got.DNS {
+				dns = append(dns, a.String())
+			}
+			if !reflect.DeepEqual(dns, tt.dns) {
+				t.Errorf("dns %v, want %v (never loopback)", dns, tt.dns)
+			}
+		})
+	}
+}
+
+// profileCase is one settings-to-rules case of TestBuildProfileRules;
+// the kernel tests load every case through both backends.
+type profileCase struct {
+	name                       string
+	ref                        *profileRef // default testRef (no IPv6)
+	s                          Settings
+	out, in, innerOut, innerIn []string
+	sets                       []string
+	dns                        []string
+}
+
+func profileCases() []profileCase {
 	denyBase := "set p:deny {0.0.0.0/8, 10.231.0.0/16, 127.0.0.0/8, 169.254.0.0/16, 192.168.1.0/24, 224.0.0.0/3}"
 	// IPv6: never reachable, the pool, the host's connected network.
 	deny6Base := "set p:deny6 {::/127, ::ffff:0.0.0.0/96, 2001:db8:1::/64, fd77:6f72:6b00::/48, fe80::/10, ff00::/8}"
 	ndOut := []string{`oifname "eth0" icmpv6 type 135 accept`, `oifname "eth0" icmpv6 type 136 accept`}
 	ndIn := []string{`iifname "eth0" icmpv6 type 135 accept`, `iifname "eth0" icmpv6 type 136 accept`}
-	tests := []struct {
-		name                       string
-		ref                        *profileRef // default testRef (no IPv6)
-		s                          Settings
-		out, in, innerOut, innerIn []string
-		sets                       []string
-		dns                        []string
-	}{
+	return []profileCase{
 		{
 			name: "direct, empty allow-list: all public destinations",
 			s:    Settings{Mode: ModeDirect},
@@ -222,48 +272,6 @@ func TestBuildProfileRules(t *testing.T) {
 			innerIn: append(ndIn, `iifname "eth0" ct state established,related accept`, `iifname "eth0" drop`),
 			dns:     []string{"192.168.1.1", "2001:db8:1::1"},
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ref := testRef
-			if tt.ref != nil {
-				ref = *tt.ref
-			}
-			got, err := buildProfile(ref, testPools, tt.s, testHost)
-			if err != nil {
-				t.Fatal(err)
-			}
-			inner := map[string]bool{}
-			for _, st := range got.InnerSets {
-				inner[st.Name] = true
-			}
-			for _, r := range slices.Concat(got.InnerOut, got.InnerIn) {
-				if r.DaddrSet != "" && !inner[r.DaddrSet] || r.DaddrPPSet != "" && !inner[r.DaddrPPSet] {
-					t.Errorf("inner rule %q names a set the inner table does not have", r)
-				}
-			}
-			for _, c := range []struct {
-				what      string
-				got, want []string
-			}{
-				{"out", ruleStrings(got.Out), tt.out},
-				{"in", ruleStrings(got.In), tt.in},
-				{"sets", setStrings(got.Sets), tt.sets},
-				{"inner out", ruleStrings(got.InnerOut), tt.innerOut},
-				{"inner in", ruleStrings(got.InnerIn), tt.innerIn},
-			} {
-				if !reflect.DeepEqual(c.got, c.want) {
-					t.Errorf("%s:\n got %q\nwant %q", c.what, c.got, c.want)
-				}
-			}
-			var dns []string
-			for _, a := range got.DNS {
-				dns = append(dns, a.String())
-			}
-			if !reflect.DeepEqual(dns, tt.dns) {
-				t.Errorf("dns %v, want %v (never loopback)", dns, tt.dns)
-			}
-		})
 	}
 }
 

@@ -61,6 +61,7 @@ type world struct {
 	dnsFromTunnel     atomic.Int64 // queries the resolver saw from the tunnel
 	dnsFromElsewhere  atomic.Int64 // queries the resolver saw from anywhere else
 	resolvConfPath    string
+	backend           Backend
 }
 
 var nsSeq atomic.Int64
@@ -73,10 +74,21 @@ func ipCmd(t *testing.T, args ...string) {
 	}
 }
 
-func newWorld(t *testing.T) *world {
+// backends are the firewall backends every kernel test runs against.
+var backends = []Backend{BackendNFTables, BackendIPTables}
+
+// eachBackend runs test once per backend, each in a fresh world.
+func eachBackend(t *testing.T, test func(t *testing.T, w *world)) {
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) { test(t, newWorld(t, b)) })
+	}
+}
+
+func newWorld(t *testing.T, b Backend) *world {
 	requireRoot(t)
+	requireBackend(t, b)
 	id := fmt.Sprintf("wct%d-%d", os.Getpid()%10000, nsSeq.Add(1))
-	w := &world{t: t, hostName: id + "-h", rtrName: id + "-r"}
+	w := &world{t: t, hostName: id + "-h", rtrName: id + "-r", backend: b}
 	lanName := id + "-l"
 	for _, n := range []string{w.hostName, w.rtrName, lanName} {
 		ipCmd(t, "netns", "add", n)
@@ -102,7 +114,7 @@ func newWorld(t *testing.T) *world {
 	ipCmd(t, "-n", w.hostName, "-6", "route", "add", "default", "via", router6)
 	ipCmd(t, "-n", w.rtrName, "addr", "add", router6+"/64", "dev", "r-up", "nodad")
 	for _, a := range []string{inetServer6, dnsServer6} {
-		ipCmd(t, "-n", w.rtrName, "addr", "add", a+"/128", "dev", "lo")
+		ipCmd(t, "-n", w.rtrName, "addr", "add", a+"/128", "dev", "lo", "nodad")
 	}
 	ipCmd(t, "-n", w.rtrName, "-6", "route", "add", DefaultPool6.String(), "via", hostUplink6)
 
@@ -149,7 +161,7 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) newManager() *Manager {
 	w.t.Helper()
-	m, err := NewManager(w.runDir, w.stateFile, WithHostNS(w.host), WithResolvConf(w.resolvConfPath))
+	m, err := NewManager(w.runDir, w.stateFile, WithHostNS(w.host), WithResolvConf(w.resolvConfPath), WithBackend(w.backend))
 	if err != nil {
 		w.t.Fatalf("NewManager: %v", err)
 	}

@@ -27,6 +27,7 @@ func init() {
 	Register(Row{Section: "network", Name: "net-throughput", Run: netThroughput})
 	Register(Row{Section: "network", Name: "net-setup-teardown", Run: netSetupTeardown})
 	Register(Row{Section: "network", Name: "net-allow-change", Run: netAllowChange})
+	Register(Row{Section: "network", Name: "net-iptables", Run: netIPTables})
 }
 
 const (
@@ -444,3 +445,77 @@ func netAllowChange(ctx context.Context, b *Bench) ([]Line, error) {
 
 // daemonNS is the namespace the bench's workcelld runs in.
 var daemonNS string
+
+// netIPTables: the iptables-legacy backend (GKI kernels: no nf_tables)
+// beside the nftables one, each a netns.Manager in a namespace of its own,
+// measured in turn in the same run: a profile's whole network made and
+// removed, and its allow-list replaced by 1,000 entries (one
+// iptables-restore run per family vs one nftables batch).
+func netIPTables(ctx context.Context, b *Bench) ([]Line, error) {
+	if err := netns.ProbeIPTablesLegacy(ctx); err != nil {
+		return nil, fmt.Errorf("the iptables-legacy rows need it (hack/install-deps installs iptables): %w", err)
+	}
+	managers := map[netns.Backend]*netns.Manager{}
+	for _, be := range []netns.Backend{netns.BackendIPTables, netns.BackendNFTables} {
+		host, err := addBenchNS("fw-" + string(be)[:3])
+		if err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(b.Dir, "netfw-"+string(be))
+		m, err := netns.NewManager(filepath.Join(dir, "run"), filepath.Join(dir, "network.json"), netns.WithHostNS("/run/netns/"+host), netns.WithBackend(be))
+		if err != nil {
+			return nil, err
+		}
+		defer m.Close()
+		managers[be] = m
+	}
+	ipt, nft := managers[netns.BackendIPTables], managers[netns.BackendNFTables]
+	rounds := b.N(20, 3)
+	direct := netns.Settings{Mode: netns.ModeDirect}
+	iSetup, iTeardown, err := netns.BenchSetupTeardown(ctx, ipt, "bench", direct, rounds)
+	if err != nil {
+		return nil, err
+	}
+	nSetup, nTeardown, err := netns.BenchSetupTeardown(ctx, nft, "bench", direct, rounds)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range []*netns.Manager{ipt, nft} {
+		if _, err := m.Ensure(ctx, "bench", direct); err != nil {
+			return nil, err
+		}
+	}
+	n := b.N(15, 3)
+	var iBig, nBig Samples
+	// Each round changes the list twice per backend (1,000 entries, then
+	// back to none), so that every timed call is a real change.
+	for range n {
+		for _, c := range []struct {
+			m *netns.Manager
+			s *Samples
+		}{{ipt, &iBig}, {nft, &nBig}} {
+			d, err := netns.BenchAllowListChange(ctx, c.m, "bench", 1000)
+			if err != nil {
+				return nil, err
+			}
+			*c.s = append(*c.s, d)
+			if err := c.m.Apply(ctx, "bench", direct); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, m := range []*netns.Manager{ipt, nft} {
+		if err := m.Remove(ctx, "bench"); err != nil {
+			return nil, err
+		}
+	}
+	peer := "the same with the nftables backend, same run"
+	return []Line{
+		{Name: "net-setup-iptables", Workcell: Millis(iSetup), Peer: Millis(nSetup), PeerName: peer,
+			Target: "<= 100 ms", Over: iSetup > 100*time.Millisecond, Note: fmt.Sprintf("mean of %d; netns.Manager, not the API", rounds)},
+		{Name: "net-teardown-iptables", Workcell: Millis(iTeardown), Peer: Millis(nTeardown), PeerName: peer,
+			Target: "<= 100 ms", Over: iTeardown > 100*time.Millisecond, Note: fmt.Sprintf("mean of %d", rounds)},
+		{Name: "net-allow-change-iptables", Workcell: iBig.Median(), Peer: nBig.Median(), PeerName: peer,
+			WorkcellP99: iBig.Quantile(0.99), PeerP99: nBig.Quantile(0.99),
+			Target: "<= 100 ms", Over: iBig.Median().Value > 100, Note: "1,000 entries through netns.Manager.Apply (no API): one iptables-restore run per family, one rule per entry (no ipset on GKI)"}}, nil
+}
