@@ -65,6 +65,10 @@ func TestConfigValidateNamesField(t *testing.T) {
 		"id_ranges":           func(c *Config) { c.IDRanges = 0 },
 		"id_base":             func(c *Config) { c.IDBase = 0 },
 		"id_base high":        func(c *Config) { c.IDBase = 4_290_000_000 },
+		"firewall":            func(c *Config) { c.Firewall = "pf" },
+		"pid_namespace":       func(c *Config) { c.PIDNamespace = "on" },
+		"fscrypt_contents":    func(c *Config) { c.FscryptContents = "xts" },
+		"dns":                 func(c *Config) { c.DNS = []string{"127.0.0.53"} },
 	} {
 		field, _, _ = strings.Cut(field, " ")
 		c := DefaultConfig()

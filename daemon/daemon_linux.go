@@ -39,6 +39,13 @@ type Daemon struct {
 	// dns is where the profiles' default resolvers come from
 	// (network_dns_linux.go).
 	dns dnsDecision
+	// firewall is the netns backend chosen at start, and why
+	// (network_linux.go).
+	firewall    netns.Backend
+	firewallWhy string
+	// netUnusable says why the network manager could not open (nil when
+	// it did): the daemon serves on, profiles cannot start.
+	netUnusable error
 
 	// ctx ends when the daemon closes; it bounds the watchers.
 	ctx    context.Context

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/workcell/workcell/api"
 	"github.com/workcell/workcell/images/fscrypt"
+	"github.com/workcell/workcell/netns"
 	"github.com/workcell/workcell/sandbox"
 )
 
@@ -57,6 +59,14 @@ type doctorFacts struct {
 	binderDevices []string
 	binderNote    string
 	dns           dnsDecision
+	// network: the firewall backend chosen and why; how work's traffic is
+	// routed (nil without a network manager) and whether it gets IPv6.
+	firewall    netns.Backend
+	firewallWhy string
+	routing     *netns.PolicyRouting
+	routingErr  error
+	ipv6        bool
+	ipv6Why     string
 	// warnings are the limits the kernel cannot enforce for the
 	// profiles that run (sandbox.Container.Warnings).
 	warnings []string
@@ -84,6 +94,11 @@ func (d *Daemon) Doctor(ctx context.Context) api.DoctorReport {
 			f.warnings = append(f.warnings, "profile "+p.Name+": "+w)
 		}
 	}
+	if d.net != nil {
+		r, err := d.net.PolicyRouting(ctx)
+		f.routing, f.routingErr = &r, err
+		f.ipv6, f.ipv6Why = d.net.IPv6()
+	}
 	return runDoctor(ctx, &env, f)
 }
 
@@ -97,7 +112,7 @@ func runDoctor(ctx context.Context, env *doctorEnv, f *doctorFacts) api.DoctorRe
 
 // doctorFacts copies the daemon's decisions.
 func (d *Daemon) doctorFacts() *doctorFacts {
-	f := &doctorFacts{ident: d.ident, storeImage: d.cfg.StoreImage, dns: d.dns}
+	f := &doctorFacts{ident: d.ident, storeImage: d.cfg.StoreImage, dns: d.dns, firewall: d.firewall, firewallWhy: d.firewallWhy}
 	if d.stor != nil {
 		f.insecure, f.unusable, f.mode, f.modeWhy = d.stor.insecure, d.stor.unusable, d.stor.mode, d.stor.modeWhy
 	}
@@ -349,31 +364,27 @@ func checkFscryptMode(ctx context.Context, env *doctorEnv, f *doctorFacts) api.D
 	return found(name, label[mode], detail)
 }
 
-// firewallMode is the backend the daemon uses. The netns package speaks
-// nftables on this branch; the firewall decision (netns.Backend) replaces
-// this at the merge.
-func firewallMode(nft, ipt error) string {
-	switch {
-	case nft == nil:
-		return "nftables"
-	case ipt == nil:
-		return "iptables-legacy"
-	}
-	return "none"
-}
-
-func checkFirewall(ctx context.Context, env *doctorEnv, _ *doctorFacts) api.DoctorCheck {
+// checkFirewall shows the backend the network concern chose at start
+// (netns.ChooseBackend) beside what each probe finds now.
+func checkFirewall(ctx context.Context, env *doctorEnv, f *doctorFacts) api.DoctorCheck {
 	const name = "firewall"
 	nft, ipt := env.probeNFTables(ctx), env.probeIPTablesLegacy(ctx)
-	mode := firewallMode(nft, ipt)
+	mode := string(f.firewall)
+	if mode == "" {
+		mode = "none"
+	}
 	detail := "nf_tables: " + okOr(nft) + "; iptables-legacy: " + okOr(ipt)
+	if f.firewallWhy != "" {
+		detail = f.firewallWhy + "; " + detail
+	}
 	switch {
 	case nft != nil && ipt != nil:
 		return missing(name, mode, detail,
 			"no profile network can be isolated: start fails closed",
 			"enable CONFIG_NF_TABLES, or CONFIG_IP_NF_IPTABLES with the iptables command (install iptables)")
-	case nft != nil:
-		return partial(name, mode, detail, "no nf_tables (as on GKI): the rules go through iptables-legacy, in one iptables-restore batch per family",
+	case f.firewall == netns.BackendIPTables && nft != nil:
+		return partial(name, mode, detail, "no nf_tables (as on GKI): the rules go through iptables-legacy, in one iptables-restore batch per family, "+
+			"in wc_ chains hooked first in netd's oem_fwd/oem_out (or the built-in chains); allow-lists are one rule per entry (no ipset)",
 			"enable CONFIG_NF_TABLES for the nftables backend")
 	}
 	return found(name, mode, detail)
@@ -411,8 +422,21 @@ func checkKernelPart(env *doctorEnv, name, opt, file, cost, fix string) api.Doct
 	return missing(name, "", "no /"+file+" and no /proc/config.gz to ask", cost, fix)
 }
 
-func checkPolicyRouting(_ context.Context, env *doctorEnv, _ *doctorFacts) api.DoctorCheck {
+func checkPolicyRouting(_ context.Context, env *doctorEnv, f *doctorFacts) api.DoctorCheck {
 	const name = "policy routing"
+	if f.routing != nil && f.routingErr == nil {
+		if r := *f.routing; r.Table4 != 0 || r.Table6 != 0 {
+			mode := "main table"
+			if (r.Table4 != 0 && r.Table4 != unix.RT_TABLE_MAIN) || (r.Table6 != 0 && r.Table6 != unix.RT_TABLE_MAIN) {
+				mode = "per-network tables"
+			}
+			detail := routeFamily("IPv4", r.Table4, r.Uplinks4, r.Rule4, r.Priority) + "; " + routeFamily("IPv6", r.Table6, r.Uplinks6, r.Rule6, r.Priority)
+			if !f.ipv6 && f.ipv6Why != "" {
+				detail += "; profiles get no IPv6: " + f.ipv6Why
+			}
+			return found(name, mode, detail)
+		}
+	}
 	mainDef, tables, err := env.routes()
 	switch {
 	case err != nil:
@@ -424,6 +448,17 @@ func checkPolicyRouting(_ context.Context, env *doctorEnv, _ *doctorFacts) api.D
 	}
 	return missing(name, "", "no default route in any table",
 		"work has no way out: no uplink", "connect the phone to a network")
+}
+
+func routeFamily(fam string, table int, uplinks []string, rule bool, prio int) string {
+	if table == 0 {
+		return fam + ": no uplink"
+	}
+	s := fmt.Sprintf("%s: table %d via %s", fam, table, strings.Join(uplinks, ","))
+	if rule {
+		s += fmt.Sprintf(", iif wc-NAME rules at priority %d", prio)
+	}
+	return s
 }
 
 func checkDNS(_ context.Context, _ *doctorEnv, f *doctorFacts) api.DoctorCheck {

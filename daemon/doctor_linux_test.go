@@ -17,6 +17,7 @@ import (
 	"github.com/workcell/workcell/api"
 	"github.com/workcell/workcell/binder"
 	"github.com/workcell/workcell/images/fscrypt"
+	"github.com/workcell/workcell/netns"
 	"github.com/workcell/workcell/sandbox"
 )
 
@@ -71,7 +72,8 @@ func newFakeHost() *fakeHost {
 		ident: identity{mode: identityUserNS, why: "the kernel gives user namespaces", pid: pidPrivate, pidWhy: "the kernel gives pid namespaces"},
 		mode:  fscrypt.ModeAES, modeWhy: "auto: the CPU has AES instructions",
 		binderfs: "/run/workcell/binderfs",
-		dns:      dnsDecision{source: dnsConfig, servers: []netip.Addr{netip.MustParseAddr("9.9.9.9")}, why: "the config's dns"},
+		firewall: netns.BackendNFTables, firewallWhy: "auto: the kernel has nf_tables",
+		dns: dnsDecision{source: dnsConfig, servers: []netip.Addr{netip.MustParseAddr("9.9.9.9")}, why: "the config's dns"},
 	}
 	return h
 }
@@ -174,11 +176,15 @@ func TestDoctorReportsEachAbsenceWithItsFix(t *testing.T) {
 				return fmt.Errorf("no adiantum: %w", fscrypt.ErrCipherMissing)
 			}
 		}, "Adiantum", "CONFIG_CRYPTO_ADIANTUM", "cannot be unlocked"},
-		{"firewall", api.DoctorPartial, func(h *fakeHost) { h.env.probeNFTables = func(context.Context) error { return errAbsent } },
+		{"firewall", api.DoctorPartial, func(h *fakeHost) {
+			h.env.probeNFTables = func(context.Context) error { return errAbsent }
+			h.facts.firewall, h.facts.firewallWhy = netns.BackendIPTables, "auto: no nf_tables; iptables-legacy works"
+		},
 			"iptables-legacy", "CONFIG_NF_TABLES", "iptables-restore"},
 		{"firewall", api.DoctorMissing, func(h *fakeHost) {
 			h.env.probeNFTables = func(context.Context) error { return errAbsent }
 			h.env.probeIPTablesLegacy = func(context.Context) error { return errAbsent }
+			h.facts.firewall, h.facts.firewallWhy = "", "" // the network manager could not open
 		}, "none", "install iptables", "fails closed"},
 		{"veth", api.DoctorMissing, func(h *fakeHost) { h.files["config"] = "CONFIG_TUN=y\nCONFIG_OVERLAY_FS=y\n" }, "", "CONFIG_VETH", "eth0"},
 		{"tun", api.DoctorMissing, func(h *fakeHost) {
@@ -379,5 +385,28 @@ func TestBinderlessKernelStartErrorPointsAtDoctor(t *testing.T) {
 	}
 	if !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("%v: want a conflict", err)
+	}
+}
+
+// TestDoctorPolicyRoutingFromTheNetworkManager: what netns found (netd's
+// per-network table, the iif rule, no IPv6 NAT) is what doctor says.
+func TestDoctorPolicyRoutingFromTheNetworkManager(t *testing.T) {
+	h := newFakeHost()
+	h.write(t)
+	h.env.routes = func() (bool, []int, error) { return false, nil, errAbsent }
+	h.facts.routing = &netns.PolicyRouting{Table4: 1003, Uplinks4: []string{"wlan0"}, Rule4: true, Priority: netns.IIfRulePriority}
+	h.facts.ipv6Why = "the kernel has no IPv6 NAT for iptables"
+	c := checkNamed(t, runDoctor(t.Context(), &h.env, &h.facts), "policy routing")
+	if c.Status != api.DoctorFound || c.Mode != "per-network tables" {
+		t.Fatalf("policy routing: %+v", c)
+	}
+	for _, w := range []string{"IPv4: table 1003 via wlan0", "iif wc-NAME rules at priority 31000", "IPv6: no uplink", "no IPv6 NAT"} {
+		if !strings.Contains(c.Detail, w) {
+			t.Errorf("detail %q lacks %q", c.Detail, w)
+		}
+	}
+	h.facts.routing = &netns.PolicyRouting{Table4: 254, Uplinks4: []string{"eth0"}}
+	if c := checkNamed(t, runDoctor(t.Context(), &h.env, &h.facts), "policy routing"); c.Mode != "main table" {
+		t.Fatalf("main-table host: %+v", c)
 	}
 }

@@ -1,66 +1,20 @@
 package daemon
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
 
-	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/workcell/workcell/images/fscrypt"
+	"github.com/workcell/workcell/netns"
 	"github.com/workcell/workcell/sandbox"
 )
 
-// The probes doctor asks the kernel through. probeNFTables and
-// probeIPTablesLegacy stand in for netns.ProbeNFTables and
-// netns.ProbeIPTablesLegacy until the netns backend lands.
-
-// probeNFTables reports whether the kernel speaks nf_tables: listing the
-// tables over netfilter netlink works.
-func probeNFTables(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nf_tables: %w", err)
-	}
-	defer c.CloseLasting()
-	if _, err := c.ListTables(); err != nil {
-		return fmt.Errorf("the kernel does not answer nf_tables requests: %w (it needs CONFIG_NF_TABLES)", err)
-	}
-	return nil
-}
-
-// probeIPTablesLegacy reports whether the legacy iptables of the kernel
-// (ip_tables) and the iptables-legacy-restore command are both there.
-func probeIPTablesLegacy(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	// The module loads at the first use, so an absent table list is
-	// asked of the kernel's config before it counts as missing.
-	if _, err := os.Stat("/proc/net/ip_tables_names"); err != nil {
-		has, known := configHas("/", "CONFIG_IP_NF_IPTABLES")
-		switch {
-		case known && !has:
-			return errors.New("the kernel config does not set CONFIG_IP_NF_IPTABLES")
-		case !known:
-			return fmt.Errorf("no /proc/net/ip_tables_names (ip_tables is not loaded) and no /proc/config.gz to ask: %w", err)
-		}
-	}
-	for _, c := range []string{"iptables-legacy-restore", "iptables-restore"} {
-		if _, err := exec.LookPath(c); err == nil {
-			return nil
-		}
-	}
-	return errors.New("the kernel has ip_tables but no iptables-legacy-restore (or iptables-restore) command is on PATH: install iptables")
-}
+// The probes doctor asks the kernel through: the concerns' own where they
+// have one (sandbox, netns, fscrypt), small ones of its own for the rest.
 
 // probeSeccomp reports whether the kernel filters syscalls with seccomp
 // (PR_GET_SECCOMP answers rather than EINVAL).
@@ -121,8 +75,8 @@ func hostDoctorEnv() doctorEnv {
 		probePIDNS:          sandbox.ProbePIDNS,
 		probeUserNS:         sandbox.ProbeUserNS,
 		probeCgroups:        sandbox.ProbeCgroups,
-		probeNFTables:       probeNFTables,
-		probeIPTablesLegacy: probeIPTablesLegacy,
+		probeNFTables:       netns.ProbeNFTables,
+		probeIPTablesLegacy: netns.ProbeIPTablesLegacy,
 		probeSeccomp:        probeSeccomp,
 		probeCipher:         fscrypt.ProbeMode,
 		routes:              routeFacts,

@@ -53,6 +53,7 @@ func (d *Daemon) openNetwork(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
+	d.firewall, d.firewallWhy = backend, why
 	d.log.Info("firewall backend chosen", "backend", backend, "why", why)
 	opts := []netns.Option{netns.WithLogger(d.log.With("concern", "network")), netns.WithDNSChange(d.resolversChanged), netns.WithNSMaker(nsMaker{d}), netns.WithBackend(backend)}
 	if d.cfg.NetPool != "" {
@@ -87,6 +88,18 @@ func (d *Daemon) openNetwork(ctx context.Context) error {
 	return nil
 }
 
+// networkUsable says why no profile network can be made (the kernel has
+// neither nf_tables nor iptables-legacy), or nil.
+func (d *Daemon) networkUsable() error {
+	if d.net == nil {
+		if d.netUnusable != nil {
+			return d.netUnusable
+		}
+		return api.Errorf(api.ErrUnavailable, "profile networks are not open")
+	}
+	return nil
+}
+
 func (d *Daemon) closeNetwork() {
 	if d.net != nil {
 		d.net.Close()
@@ -98,6 +111,9 @@ func (d *Daemon) closeNetwork() {
 // resolv.conf and, in vpn-lockdown mode, the tun device.
 func (d *Daemon) networkUp(ctx context.Context, p *profile, h *sandbox.HardenOptions) error {
 	name := p.rec.Name
+	if err := d.networkUsable(); err != nil {
+		return fmt.Errorf("profile %s: %w", name, err)
+	}
 	s, err := d.loadNetwork(name)
 	if err != nil {
 		return err
@@ -127,6 +143,9 @@ func (d *Daemon) networkUp(ctx context.Context, p *profile, h *sandbox.HardenOpt
 // without rebuilding it (the quick check of a start from a prepared
 // container; networkUp repairs when it is not).
 func (d *Daemon) networkHealthy(ctx context.Context, p *profile) bool {
+	if d.net == nil {
+		return false
+	}
 	s, err := d.loadNetwork(p.rec.Name)
 	return err == nil && d.net.Healthy(ctx, p.rec.Name, s)
 }
@@ -139,6 +158,12 @@ func (d *Daemon) networkDown(ctx context.Context, p *profile) {}
 // rules, sets, counters, pool entry and its resolv.conf.
 func (d *Daemon) networkRemove(ctx context.Context, p *profile) error {
 	name := p.rec.Name
+	if d.net == nil {
+		// Nothing of it can be in a firewall the kernel does not have;
+		// its namespace and links went with the kernel it was made on.
+		d.log.Warn("profile removed without its network", "profile", name, "why", d.netUnusable)
+		return nil
+	}
 	if err := d.net.Remove(ctx, name); err != nil {
 		return fmt.Errorf("network of profile %s: %w", name, err)
 	}
@@ -155,7 +180,11 @@ func (d *Daemon) networkRemove(ctx context.Context, p *profile) error {
 // repairs it or says why it cannot.
 func (d *Daemon) networkReconcile(ctx context.Context) error {
 	if err := d.openNetwork(ctx); err != nil {
-		return err
+		// The daemon still serves (status, doctor, lock, wipe); only
+		// what needs a profile network is refused, saying why.
+		d.netUnusable = api.Errorf(api.ErrUnavailable, "profile networks cannot be made on this kernel: %v%s", err, doctorHint)
+		d.log.Error("no profile networks", "err", err)
+		return nil
 	}
 	want := map[string]netns.Settings{}
 	for name, p := range d.profiles {
@@ -276,6 +305,9 @@ func (d *Daemon) networkLocked(ctx context.Context, name string) (api.Network, e
 		return api.Network{}, err
 	}
 	out := api.Network{Name: name, Settings: toWire(s)}
+	if d.net == nil {
+		return out, nil
+	}
 	st, err := d.net.Show(ctx, name)
 	if errors.Is(err, netns.ErrNotFound) {
 		return out, nil
@@ -353,6 +385,9 @@ func (d *Daemon) SetNetwork(ctx context.Context, name string, w api.NetworkSetti
 
 // applyNetwork changes a running profile's rules and its resolv.conf.
 func (d *Daemon) applyNetwork(ctx context.Context, name string, s netns.Settings) error {
+	if err := d.networkUsable(); err != nil {
+		return err
+	}
 	err := d.net.Apply(ctx, name, s)
 	if errors.Is(err, netns.ErrNotFound) {
 		// Its namespace or state was lost: Ensure rebuilds it in place.
@@ -372,6 +407,9 @@ func (d *Daemon) applyNetwork(ctx context.Context, name string, s netns.Settings
 // networkStats adds the profile's traffic counters to its stats; a
 // profile without a network has none.
 func (d *Daemon) networkStats(ctx context.Context, name string, out *api.Stats) {
+	if d.net == nil {
+		return
+	}
 	c, err := d.net.Counters(ctx, name)
 	if err != nil {
 		if !errors.Is(err, netns.ErrNotFound) {

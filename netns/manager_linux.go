@@ -130,11 +130,13 @@ func WithResolvConf(path string) Option {
 // Manager owns the networks of all profiles on one host. Its methods are
 // safe for concurrent use; they are serialized.
 type Manager struct {
-	mu         sync.Mutex
-	runDir     string
-	stateFile  string
-	pool       netip.Prefix
-	pool6      netip.Prefix // zero: no IPv6
+	mu        sync.Mutex
+	runDir    string
+	stateFile string
+	pool      netip.Prefix
+	pool6     netip.Prefix // zero: no IPv6
+	// noIPv6Why says why pool6 is zero ("" when profiles get IPv6).
+	noIPv6Why  string
 	log        *slog.Logger
 	resolvConf string
 	onDNS      func(profile string, resolvConf []byte)
@@ -182,14 +184,19 @@ func NewManager(runDir, stateFile string, opts ...Option) (*Manager, error) {
 	}
 	if !o.noIPv6 {
 		if why := ipv6Off(h); why != "" {
+			m.noIPv6Why = why
 			m.log.Info("profiles get no IPv6", "reason", why)
 		} else if why := m.fw.noNAT6(context.Background()); why != "" {
 			// Work's IPv6 leaves masqueraded or not at all: without NAT
 			// its unique-local source would go out as it is.
+			m.noIPv6Why = why
 			m.log.Info("profiles get no IPv6", "reason", why)
 		} else {
 			m.pool6 = o.pool6
 		}
+	}
+	if o.noIPv6 {
+		m.noIPv6Why = "net_pool6 is \"off\""
 	}
 	if m.st, err = loadState(stateFile, o.pool, m.pool6); err != nil {
 		m.Close()

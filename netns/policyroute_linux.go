@@ -257,6 +257,10 @@ func (m *Manager) syncRules(refs []profileRef, rt routing) error {
 	return errors.Join(errs...)
 }
 
+// IPv6 says whether profiles get IPv6 and, when they do not, why (the
+// host has it off, the firewall has no IPv6 NAT, or the config).
+func (m *Manager) IPv6() (bool, string) { return m.noIPv6Why == "", m.noIPv6Why }
+
 // PolicyRouting reports how profiles' traffic is routed on this host: per
 // family, the table the uplinks were found in, their interfaces, and
 // whether an "iif wc-NAME lookup TABLE" rule (at IIfRulePriority) is
