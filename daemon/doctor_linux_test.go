@@ -139,7 +139,7 @@ var errAbsent = errors.New("absent in this fake")
 
 // TestDoctorReportsEachAbsenceWithItsFix takes each feature away in turn.
 func TestDoctorReportsEachAbsenceWithItsFix(t *testing.T) {
-	for _, tc := range []struct {
+	cases := []struct {
 		check  string
 		status string
 		mut    func(h *fakeHost)
@@ -204,7 +204,10 @@ func TestDoctorReportsEachAbsenceWithItsFix(t *testing.T) {
 		{"mkfs.ext4", api.DoctorMissing, func(h *fakeHost) {
 			h.env.lookPath = func(string) (string, error) { return "", exec.ErrNotFound }
 		}, "", "e2fsprogs", "store image"},
-	} {
+	}
+	covered := map[string]bool{}
+	for _, tc := range cases {
+		covered[tc.check] = true
 		t.Run(tc.check+" "+tc.status, func(t *testing.T) {
 			h := newFakeHost()
 			h.write(t) // the root exists for mutations that read it
@@ -218,6 +221,14 @@ func TestDoctorReportsEachAbsenceWithItsFix(t *testing.T) {
 				t.Fatalf("%+v: want a fix with %q, a cost with %q and a detail", c, tc.fix, tc.cost)
 			}
 		})
+	}
+	// Every row of the report has its absence faked above.
+	h := newFakeHost()
+	h.write(t)
+	for _, c := range runDoctor(t.Context(), &h.env, &h.facts).Checks {
+		if !covered[c.Name] {
+			t.Errorf("check %q has no case that fakes its absence", c.Name)
+		}
 	}
 }
 
