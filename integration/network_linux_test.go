@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	vns "github.com/vishvananda/netns"
 
 	"github.com/workcell/workcell/api"
@@ -230,56 +230,14 @@ func (w *world) stats(t *testing.T, name string) api.Stats {
 	return s
 }
 
-// nftObjects lists the tables, chains and sets in a namespace.
-func nftObjects(t *testing.T, ns string) []string {
-	t.Helper()
-	h, err := vns.GetFromPath(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := c.ListTables()
-	if err != nil {
-		t.Fatalf("list nftables tables: %v", err)
-	}
-	var out []string
-	for _, tb := range tables {
-		out = append(out, "table "+tb.Name)
-		sets, _ := c.GetSets(tb)
-		for _, s := range sets {
-			out = append(out, "set "+s.Name)
-		}
-	}
-	chains, _ := c.ListChains()
-	for _, ch := range chains {
-		out = append(out, "chain "+ch.Name)
-	}
-	return out
-}
-
-func flushWorkcellTable(t *testing.T, ns string) {
-	t.Helper()
-	h, err := vns.GetFromPath(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(h)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "workcell"})
-	if err := c.Flush(); err != nil {
-		t.Fatalf("delete table workcell: %v", err)
-	}
-}
-
+// TestNetworkThroughTheDaemon runs once per firewall backend (daemon
+// config "firewall" set to it): every behaviour below must hold for both.
 func TestNetworkThroughTheDaemon(t *testing.T) {
-	w := newWorld(t, withArgs("--owner-uid", "4242"))
+	eachFirewall(t, testNetworkThroughTheDaemon)
+}
+
+func testNetworkThroughTheDaemon(t *testing.T, fw firewall) {
+	w := newWorld(t, withArgs("--owner-uid", "4242"), withConfig("firewall", string(fw.backend)))
 	w.install("work")
 	w.install("other")
 	// The network may already exist: a stopped profile's container is
@@ -332,6 +290,19 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 		{name: "IPv6: uplink router (connected network)", addr: net.JoinHostPort(router6, "80")},
 	}
 	inbound := map[string]string{"host": w.host, "home LAN": w.lan, "internet": w.router, "other profile": otherNS}
+
+	t.Run("rules in the configured backend", func(t *testing.T) {
+		for _, p := range []string{"work", "other"} {
+			if !slices.ContainsFunc(fw.objects(t, w.host), func(o string) bool { return fw.ours(o, p) }) {
+				t.Errorf("%s: no object of %s's in %v", fw.backend, p, fw.objects(t, w.host))
+			}
+		}
+		for _, o := range fw.others(t) {
+			if objs := o.objects(t, w.host); len(objs) != 0 {
+				t.Errorf("firewall %s configured, yet %s holds %v", fw.backend, o.backend, objs)
+			}
+		}
+	})
 
 	t.Run("direct", func(t *testing.T) {
 		w.fromProfile(t, "work", append(isolated,
@@ -467,9 +438,15 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 		w.t = t
 		defer func() { w.t = parent }()
 		w.term()
-		flushWorkcellTable(t, w.host)
+		fw.wipe(t, w.host)
 		ipIn(t, w.netns, "link", "del", "wc-work")
 		w.start()
+		objs := fw.objects(t, w.host)
+		for _, p := range []string{"work", "other"} {
+			if !slices.ContainsFunc(objs, func(o string) bool { return fw.ours(o, p) }) {
+				t.Errorf("%s: %s's rules not repaired after restart: %v", fw.backend, p, objs)
+			}
+		}
 		w.fromProfile(t, "work", append(isolated,
 			probe{name: "internet after repair", addr: inetServer + ":80", allowed: true, want: "internet"},
 		)...)
@@ -485,15 +462,22 @@ func TestNetworkThroughTheDaemon(t *testing.T) {
 		if err := in(w.host, func() error { _, err := net.InterfaceByName("wc-work"); return err }); err == nil {
 			t.Errorf("link wc-work left after remove")
 		}
-		for _, o := range nftObjects(t, w.host) {
-			if strings.Contains(o, "work:") {
-				t.Errorf("nftables object left after remove: %s", o)
+		objs := fw.objects(t, w.host)
+		for _, o := range objs {
+			if fw.ours(o, "work") {
+				t.Errorf("%s object left after remove: %s", fw.backend, o)
 			}
+		}
+		// Not vacuous: the other profile's are still there.
+		if !slices.ContainsFunc(objs, func(o string) bool { return fw.ours(o, "other") }) {
+			t.Errorf("%s: no object of other's while it runs: %v", fw.backend, objs)
 		}
 		w.fromProfile(t, "other", probe{name: "internet", addr: inetServer + ":80", allowed: true, want: "internet"})
 		w.with(t).ok("remove", "other")
-		if objs := nftObjects(t, w.host); len(objs) != 0 {
-			t.Errorf("nftables objects left after the last remove: %v", objs)
+		for _, f := range append([]firewall{fw}, fw.others(t)...) {
+			if objs := f.objects(t, w.host); len(objs) != 0 {
+				t.Errorf("%s objects left after the last remove: %v", f.backend, objs)
+			}
 		}
 		if ents, _ := os.ReadDir(filepath.Join(w.run, "netns")); len(ents) != 0 {
 			t.Errorf("pinned namespaces left: %v", ents)
