@@ -134,7 +134,16 @@ func (d *Daemon) networkUp(ctx context.Context, p *profile, h *sandbox.HardenOpt
 	p.tun = s.Mode == netns.ModeVPNLockdown
 	if p.tun {
 		h.Devices = append(h.Devices, tunDevice)
-		h.ExtraCapabilities = append(h.ExtraCapabilities, tunCapability)
+		// Only a user namespace confines CAP_NET_ADMIN to the profile's
+		// network: without one it is the host user namespace's, and work
+		// could create links in the phone's network namespace (named by
+		// a pid) or move the phone's uplink into its own. The kill switch
+		// holds either way; the VPN client cannot make its tunnel.
+		if d.userns() {
+			h.ExtraCapabilities = append(h.ExtraCapabilities, tunCapability)
+		} else {
+			d.log.Warn("vpn-lockdown without a user namespace: the profile's VPN client gets no CAP_NET_ADMIN, so it cannot make its tunnel; the kill switch holds", "profile", name)
+		}
 	}
 	return nil
 }

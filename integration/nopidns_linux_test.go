@@ -411,3 +411,26 @@ func TestNoPIDNSWithUserNSRunsUnderTheRange(t *testing.T) {
 	d.ok("remove", "work")
 	d.assertNoLeftovers("work")
 }
+
+// TestNoPIDNSVPNLockdownGrantsNoCapability: without a user namespace the
+// VPN client's CAP_NET_ADMIN would be the host user namespace's (a veth
+// made in the profile could put its peer in the phone's network namespace
+// by pid, and the phone's uplink could be moved into work's), so
+// vpn-lockdown starts without it: the profile holds no capability at all,
+// and its kill switch stays.
+func TestNoPIDNSVPNLockdownGrantsNoCapability(t *testing.T) {
+	d := gkiDaemon(t, withConfig("standby", false))
+	d.ok("install", "work", testbundle.Busybox(t))
+	d.ok("net", "set", "work", "--mode", "vpn-lockdown", "--vpn-endpoint", "192.0.2.1:51820")
+	d.ok("start", "work")
+	initPid := d.status("work").Pid
+	for _, field := range []string{"CapEff", "CapPrm", "CapAmb"} {
+		if got := hostStatus(t, initPid, field); got != "0000000000000000" {
+			t.Errorf("init's %s = %s in vpn-lockdown, want none", field, got)
+		}
+	}
+	out := d.execOut("work", "grep -E '^Cap(Eff|Amb):' /proc/self/status; ls /dev/net/tun")
+	if strings.Count(out, "0000000000000000") != 2 || !strings.Contains(out, "/dev/net/tun") {
+		t.Errorf("exec in vpn-lockdown: %q, want no capability and the tun node", out)
+	}
+}

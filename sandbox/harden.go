@@ -74,9 +74,9 @@ type HardenOptions struct {
 	// uid and gid (and additionalGids) u become UIDRange.HostID+u, the
 	// profile's files are owned by the range, and a non-root uid keeps no
 	// capability across exec (effective, permitted, inheritable and
-	// ambient are emptied; the bounding set stays, and
-	// ExtraCapabilities, the daemon's grant, become ambient). Devices are
-	// bind-mounted from DeviceSources as with UserNS.
+	// ambient are emptied; the bounding set stays). ExtraCapabilities are
+	// refused: without a user namespace they would be the host's. Devices
+	// are bind-mounted from DeviceSources as with UserNS.
 	UIDRange *IDMap
 	// SharedPID runs the container in the host's pid namespace, for
 	// kernels without pid namespaces: its /proc gets ProcOptions (what
@@ -526,17 +526,19 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 	if err := hardenUIDRange(p, opts); err != nil {
 		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
 	}
+	if ranged(opts) && len(opts.ExtraCapabilities) > 0 {
+		// Without a user namespace a capability acts in the host's: the
+		// profile's network namespace is the host user namespace's, so
+		// CAP_NET_ADMIN there creates links in (or moves them out of)
+		// any other network namespace named by a pid, the phone's too.
+		return nil, fmt.Errorf("harden %s: capability %s cannot be granted without a user namespace: it would act in the host's user namespace: %w",
+			opts.ID, opts.ExtraCapabilities[0], ErrInvalidSpec)
+	}
 	for _, c := range opts.ExtraCapabilities {
 		if !validCapName(c) {
 			return nil, fmt.Errorf("harden %s: extra capability %q is not a CAP_ name: %w", opts.ID, c, ErrInvalidSpec)
 		}
-		sets := []*[]string{&p.Capabilities.Bounding, &p.Capabilities.Effective, &p.Capabilities.Permitted}
-		if ranged(opts) {
-			// A non-root uid keeps a capability across exec only as an
-			// ambient one (which needs it inheritable too).
-			sets = append(sets, &p.Capabilities.Inheritable, &p.Capabilities.Ambient)
-		}
-		for _, set := range sets {
+		for _, set := range []*[]string{&p.Capabilities.Bounding, &p.Capabilities.Effective, &p.Capabilities.Permitted} {
 			if !slices.Contains(*set, c) {
 				*set = append(*set, c)
 			}
