@@ -123,6 +123,20 @@ func (r ruleSpec) inFamily(v6 bool) bool {
 }
 
 // xtIf renders an interface match; nftables' trailing '*' is iptables' '+'.
+// xtSafeIfname: a name iptables-restore reads back as one interface name
+// (IFNAMSIZ, no space, quote, option dash or comment sign).
+func xtSafeIfname(n string) bool {
+	if n == "" || len(n) > 15 || n[0] == '-' {
+		return false
+	}
+	for _, c := range n {
+		if c <= ' ' || c >= 0x7f || strings.ContainsRune("\"'#!*+\\", c) {
+			return false
+		}
+	}
+	return true
+}
+
 func xtIf(flag, name string) string {
 	neg := ""
 	if n, ok := strings.CutPrefix(name, "!"); ok {
@@ -263,6 +277,12 @@ func xtSetRules(s setSpec, v6, oif, neg bool, target string) ([]string, error) {
 			return nil, fmt.Errorf("set %s of interface names is only matched against the output interface", s.Name)
 		}
 		for _, n := range s.Ifnames {
+			// The phone's interface names come from the kernel; one that
+			// iptables-restore would split or read as an option is
+			// refused rather than written into the batch.
+			if !xtSafeIfname(n) {
+				return nil, fmt.Errorf("set %s: interface name %q cannot be written for iptables-restore", s.Name, n)
+			}
 			out = append(out, "-o "+n+" "+each)
 		}
 	case setAddr, setAddrProtoPort:

@@ -229,3 +229,18 @@ COMMIT
 }
 
 func mustAddrPortT(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TestXTSafeIfname: an interface name that iptables-restore would split,
+// take as an option or a comment, or read as a wildcard never reaches the
+// batch.
+func TestXTSafeIfname(t *testing.T) {
+	for name, want := range map[string]bool{
+		"wlan0": true, "rmnet_data0": true, "wc-work": true, "eth0.100": true, "v4-rmnet0": true,
+		"": false, "-j": false, "a b": false, "a\"b": false, "a'b": false, "a#b": false, "wlan+": false,
+		"a*": false, "!x": false, "a\\b": false, "sixteen-chars-xx": false, "a\tb": false, "wl\u00e4n": false,
+	} {
+		if got := xtSafeIfname(name); got != want {
+			t.Errorf("xtSafeIfname(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
