@@ -60,9 +60,9 @@ func BuildGKIKernel(ctx context.Context, cacheDir string, log *slog.Logger) (*Ke
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if strings.Contains(msg, "MISSING:") {
-			return nil, fmt.Errorf("vm: GKI kernel build: %s: %w", tail(msg, 30), ErrMissing)
+			return nil, fmt.Errorf("vm: GKI kernel build: %s: %w", lastLines(msg, 30), ErrMissing)
 		}
-		return nil, fmt.Errorf("vm: GKI kernel build (integration/vm/gki/build.sh): %v:\n%s", err, tail(msg, 60))
+		return nil, fmt.Errorf("vm: GKI kernel build (integration/vm/gki/build.sh): %v:\n%s", err, lastLines(msg, 60))
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	dir := lines[len(lines)-1]
@@ -116,4 +116,13 @@ func (p *progress) Write(b []byte) (int, error) {
 		p.line = p.line[i+1:]
 	}
 	return len(b), nil
+}
+
+// lastLines is the end of s, n lines at most.
+func lastLines(s string, n int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }
