@@ -6,8 +6,8 @@
 # drops an option whose dependencies are missing without a word.
 #
 # usage: build.sh [CACHE]
-#   CACHE defaults to $WORKCELL_VM_CACHE, else /var/cache/workcell-vm (as
-#   integration/vm's CacheDir). The kernel goes to CACHE/gki-<key>/, where
+#   CACHE defaults to integration/vm's CacheDir: $WORKCELL_VM_CACHE, else
+#   $XDG_CACHE_HOME/workcell-vm, else /var/cache/workcell-vm. The kernel goes to CACHE/gki-<key>/, where
 #   key hashes gki.fragment, this script and the source package's version,
 #   so a change to any of them builds anew and an unchanged one is reused at
 #   once. That folder gets bzImage, config (the final .config), release
@@ -18,7 +18,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 fragment=$here/gki.fragment
-cache=${1:-${WORKCELL_VM_CACHE:-/var/cache/workcell-vm}}
+default_cache=/var/cache/workcell-vm
+[ -n "${XDG_CACHE_HOME:-}" ] && default_cache=$XDG_CACHE_HOME/workcell-vm
+cache=${1:-${WORKCELL_VM_CACHE:-$default_cache}}
 tarball=${WORKCELL_GKI_SOURCE:-/usr/src/linux-source-6.1.tar.xz}
 jobs=${WORKCELL_GKI_JOBS:-$(nproc)}
 
