@@ -6,9 +6,12 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -136,5 +139,62 @@ func TestGKIKernelShapeInVM(t *testing.T) {
 	t.Logf("guest checks passed: %s", strings.Join(oks, ", "))
 	if res.Programs[0].Code != 0 || !strings.Contains(out, "gkiprobe: PASS") {
 		t.Errorf("gkiprobe exited %d without PASS:\n%s", res.Programs[0].Code, tail(out, 60))
+	}
+}
+
+// TestAndroidToolsRunFromTheirCopies copies the Android guest's dynamic
+// tools with the libraries androidFiles found into a bare folder and runs
+// each there under chroot: a library the loader listing missed would
+// fail here, not in a guest minutes later.
+func TestAndroidToolsRunFromTheirCopies(t *testing.T) {
+	files, err := androidFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for name, e := range files {
+		dst := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data := e.data
+		if e.src != "" {
+			if data, err = os.ReadFile(e.src); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(dst, data, os.FileMode(e.perm)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"bin/iptables", "bin/ip6tables-restore", "bin/iptables-save", "bin/ip", "bin/mke2fs",
+		"usr/lib/x86_64-linux-gnu/xtables/libxt_owner.so", "usr/lib/x86_64-linux-gnu/xtables/libxt_MASQUERADE.so", "etc/netd-iptables.rules"} {
+		if _, ok := files[want]; !ok {
+			t.Errorf("the Android guest lacks %s", want)
+		}
+	}
+	for _, args := range [][]string{
+		{"/bin/iptables", "--version"}, {"/bin/ip6tables-restore", "--version"}, {"/bin/iptables-legacy-save", "--version"},
+		{"/bin/ip", "-V"}, {"/bin/mke2fs", "-V"},
+	} {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%s in a folder of only the guest's files: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		if args[0] == "/bin/iptables" && !strings.Contains(string(out), "legacy") {
+			t.Errorf("iptables --version = %q, want the legacy backend", out)
+		}
+	}
+	// Every plugin's libraries are there too: the loader resolves each.
+	plugins, _ := filepath.Glob(filepath.Join(root, strings.TrimPrefix(xtablesDir, "/"), "*.so"))
+	for _, p := range plugins {
+		guest := strings.TrimPrefix(p, root)
+		cmd := exec.Command(hostLoader, "--list", guest)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "not found") {
+			t.Errorf("%s in the guest's files: %v\n%s", guest, err, out)
+		}
 	}
 }
