@@ -163,6 +163,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	case !p.done:
 		return p.res, fmt.Errorf("vm: guest ended before reporting all programs%s (qemu: %v, %s); console tail:\n%s",
 			p.where(), waitErr, strings.TrimSpace(stderr.String()), p.tail())
+	case ctx.Err() != nil:
+		// Every program ran, but the guest could not power itself off
+		// (a kernel without working ACPI): each boot would cost Timeout.
+		return p.res, fmt.Errorf("vm: the guest ran every program but did not power off; qemu was killed at the %v timeout; console tail:\n%s", cfg.Timeout, p.tail())
 	}
 	return p.res, nil
 }
