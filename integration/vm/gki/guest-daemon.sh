@@ -63,7 +63,6 @@ snapshot() { # snapshot FILE: what a removed profile must leave as it was
     echo "# mounts"; awk '{print $2, $3}' /proc/self/mounts | sort
     echo "# binderfs"; ls /dev/binderfs; ls /run/workcell/binderfs 2>/dev/null
     echo "# loop"; for l in /sys/block/loop*; do [ -s $l/loop/backing_file ] && echo "${l##*/} $(cat $l/loop/backing_file)"; done
-    echo "# sysctl ip_forward"; cat /proc/sys/net/ipv4/ip_forward
   } >"$1" 2>&1
 }
 
