@@ -29,6 +29,18 @@ out=/tmp/step.out
 last=""
 
 step() { STEP=$1; echo "=== STEP $1"; }
+skipped=""
+# do_step NAME FUNC PREREQ...: run FUNC as step NAME unless a step it
+# needs failed or was skipped; then it is skipped, saying why.
+do_step() {
+  name=$1 fn=$2; shift 2
+  for need in "$@"; do
+    case " $failed $skipped " in *" $need "*)
+      echo "=== STEP $name"; echo "SKIP[$name]: step $need did not succeed"; skipped="$skipped $name"; return ;;
+    esac
+  done
+  step "$name"; "$fn"
+}
 fail() {
   echo "FAIL[$STEP]: $*"; rc=1
   case " $failed " in *" $STEP "*) ;; *) failed="$failed $STEP" ;; esac
@@ -109,10 +121,16 @@ waitfor "workcell.echo on the host's /dev/binder" sh -c "$W/binderapp -d /dev/bi
 step daemon-start
 $W/workcelld --config $W/daemon.json >/tmp/workcelld.log 2>&1 &
 wcd=$!
-if ! waitfor "workcelld's socket" $W/workcell version; then
-  echo "== workcelld log"; cat /tmp/workcelld.log
-  grep -iE 'error|fail|unknown|missing|level=WARN' /tmp/workcelld.log | head -n 5 | while read -r l; do echo "FAIL[daemon-start]: workcelld: $l"; done
-fi
+i=0
+until $W/workcell version >/dev/null 2>&1; do
+  if ! kill -0 $wcd 2>/dev/null; then
+    fail "workcelld exited at start: $(grep -iE 'error|fail|unknown|missing|refus|not ' /tmp/workcelld.log | tail -n 3 | tr '\n' ' ' | cut -c1-600)"
+    break
+  fi
+  i=$((i + 1)); [ $i -gt 150 ] && { fail "workcelld's socket never answered in 30 s"; break; }
+  sleep 0.2
+done
+echo "== workcelld log so far"; cat /tmp/workcelld.log
 run wc_ version; expect_code 0
 snapshot /tmp/before
 
@@ -122,11 +140,12 @@ for a in sh sleep ls cat echo id ps kill mount mknod hostname wget httpd ip grep
 cp $W/binderapp /tmp/bundle/rootfs/workapp
 cp $W/config.json /tmp/bundle/config.json
 
-step install
+s_install() {
 # --pids: GKI has no pids controller; the limit must be a warning, not a failed start.
 run wc_ install --memory 256M --cpus 1 --pids 200 work /tmp/bundle; expect_code 0
 
-step start
+}
+s_start() {
 run wc_ start work; expect_code 0
 started=$code
 run wc_ status work; expect_out running
@@ -135,12 +154,14 @@ if [ "$started" -ne 0 ]; then
   echo "== workcelld log"; tail -n 40 /tmp/workcelld.log
 fi
 
-step exec
+}
+s_exec() {
 run inwork echo hello-from-work; expect_code 0; expect_out '^hello-from-work$'
 run inwork id -u; expect_code 0
 wuid=$(tail -n 1 $out)
 
-step isolation
+}
+s_isolation() {
 guest_host=$(hostname)
 run inwork test -e /proc/$wcd; expect_fail "work sees the daemon (pid $wcd) in its /proc"
 run inwork cat /proc/1/cmdline
@@ -168,13 +189,15 @@ for c in $(grep -l 'sleep.4321' /proc/[0-9]*/cmdline 2>/dev/null); do
 done
 kill $sleeper 2>/dev/null
 
-step off-on
+}
+s_off_on() {
 run wc_ off work; expect_code 0
 run wc_ status work; expect_outi 'off\|frozen'
 run wc_ on work; expect_code 0
 run inwork echo thawed; expect_code 0; expect_out '^thawed$'
 
-step binder
+}
+s_binder() {
 run wc_ binder set work --allow workcell.echo=workcell.IEcho:1; expect_code 0
 run wc_ binder services work; expect_code 0
 expect_out "workcell.echo"
@@ -185,7 +208,8 @@ run inwork /workapp call workcell.echo 2 x; expect_code 3
 expect_out "SecurityException"
 run ls /run/workcell/binderfs; grep -q 'wc-work' $out || fail "no binderfs device wc-work in the daemon's binderfs: $(said)"
 
-step net-direct
+}
+s_net_direct() {
 run wc_ net show work; expect_code 0
 waddr=$(awk '$1=="address"{print $2}' $out | cut -d/ -f1)
 wgw=$(awk '$1=="address"{print $4}' $out | cut -d/ -f1)
@@ -203,13 +227,15 @@ if [ -n "$waddr" ]; then
   run ip netns exec router wget -q -T 4 -O - "http://$waddr:8080/"; expect_fail "the LAN reached work's server at $waddr:8080"
 fi
 
-step net-offline
+}
+s_net_offline() {
 run wc_ net set work --mode offline; expect_code 0
 blocked "the internet (offline)" http://203.0.113.10/
 blocked "a LAN host (offline)" http://192.168.50.2/
 blocked "the phone (offline)" http://192.168.50.1:7000/
 
-step net-vpn-lockdown
+}
+s_net_vpn_lockdown() {
 run wc_ net set work --mode vpn-lockdown --vpn-endpoint 203.0.113.20:443; expect_code 0
 run wc_ stop work; expect_code 0
 run wc_ start work; expect_code 0
@@ -220,31 +246,37 @@ blocked "a LAN host (vpn-lockdown)" http://192.168.50.2/
 blocked "the phone (vpn-lockdown)" http://192.168.50.1:7000/
 run wc_ net set work --mode direct; expect_code 0
 
-step stop
+}
+s_stop() {
 run wc_ stop work; expect_code 0
 run wc_ status work; expect_outi 'stopped\|prepared'
 run wc_ start work; expect_code 0
 run inwork sh -c 'echo kept >/tmp/../kept.txt'; expect_code 0
 
-step lock
+}
+s_lock() {
 run wc_ lock work; expect_code 0
 run wc_ status work; expect_outi locked
 run wc_ start work; expect_fail "a locked profile started"
 
-step unlock
+}
+s_unlock() {
 run wc_ unlock work; expect_code 0
 run wc_ start work; expect_code 0
 run inwork cat /kept.txt; expect_code 0; expect_out '^kept$'
 
-step wipe
+}
+s_wipe() {
 run wc_ wipe --yes work; expect_code 0
 run wc_ status work; echo "(after wipe: exit $code)"
 
-step remove
+}
+s_remove() {
 run wc_ remove work; expect_code 0
 run wc_ status work; expect_code 3
 
-step leftovers
+}
+s_leftovers() {
 sleep 1
 snapshot /tmp/after
 if ! diff /tmp/before /tmp/after >/tmp/leftover.diff; then
@@ -255,6 +287,24 @@ fi
 for u in $(awk '/^Uid:/{print $2}' /proc/[0-9]*/status 2>/dev/null | sort -u); do
   [ "$u" -ge 100000 ] 2>/dev/null && fail "a process of uid $u (a profile's range) outlived remove"
 done
+
+}
+
+do_step install s_install daemon-start
+do_step start s_start install
+do_step exec s_exec start
+do_step isolation s_isolation start
+do_step off-on s_off_on start
+do_step binder s_binder start binder-host
+do_step net-direct s_net_direct start network-setup
+do_step net-offline s_net_offline start network-setup
+do_step net-vpn-lockdown s_net_vpn_lockdown start network-setup
+do_step stop s_stop start
+do_step lock s_lock start
+do_step unlock s_unlock lock
+do_step wipe s_wipe install
+do_step remove s_remove install
+do_step leftovers s_leftovers remove
 
 kill $wcd 2>/dev/null
 wait $wcd 2>/dev/null
