@@ -21,6 +21,10 @@
 # "gki-daemon: PASS" or "gki-daemon: FAIL <steps>".
 set -u
 W=/wc
+# The real iproute2 (Android's ip): busybox's sh would run its own ip
+# applet for a bare "ip". Its wget is used without -T, which makes
+# busybox 1.35's wget crash; timeout(1) bounds it instead.
+IP=/bin/ip
 export WORKCELL_SOCKET=/run/workcell/workcelld.sock
 rc=0
 STEP=setup
@@ -62,16 +66,16 @@ waitfor() { # waitfor WHAT CMD...: up to 30 s
 wc_() { $W/workcell "$@"; }
 inwork() { $W/workcell exec -T work -- "$@"; }
 # reach NAME URL: work must get NAME's page from URL.
-reach() { run inwork wget -q -T 4 -O - "$2"; [ "$code" -eq 0 ] && grep -q "^$1$" $out || fail "work cannot reach $1 at $2 (exit $code): $(said)"; }
+reach() { run inwork timeout 6 wget -q -O - "$2"; [ "$code" -eq 0 ] && grep -q "^$1$" $out || fail "work cannot reach $1 at $2 (exit $code): $(said)"; }
 # blocked NAME URL: work must not reach URL at all.
-blocked() { run inwork wget -q -T 4 -O - "$2"; if [ "$code" -eq 0 ]; then fail "work reached $1 at $2: $(said)"; fi; }
+blocked() { run inwork timeout 6 wget -q -O - "$2"; if [ "$code" -eq 0 ]; then fail "work reached $1 at $2: $(said)"; fi; }
 snapshot() { # snapshot FILE: what a removed profile must leave as it was
   {
     echo "# cgroups"; find /dev/memcg /dev/cpuctl /dev/cpuset /dev/blkio /sys/fs/cgroup -type d 2>/dev/null | sort
     echo "# iptables"; iptables-save | grep -v -e '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
     echo "# ip6tables"; ip6tables-save | grep -v -e '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
-    echo "# links"; ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
-    echo "# rules"; ip rule show; ip -6 rule show
+    echo "# links"; $IP -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
+    echo "# rules"; $IP rule show; $IP -6 rule show
     echo "# mounts"; awk '{print $2, $3}' /proc/self/mounts | sort
     echo "# binderfs"; ls /dev/binderfs; ls /run/workcell/binderfs 2>/dev/null
     echo "# loop"; for l in /sys/block/loop*; do [ -s $l/loop/backing_file ] && echo "${l##*/} $(cat $l/loop/backing_file)"; done
@@ -89,29 +93,29 @@ mkdir -p /srv/inet /srv/lan /srv/vpn /srv/phone /srv/phone2 /data
 echo inet >/srv/inet/index.html; echo lan >/srv/lan/index.html; echo vpn >/srv/vpn/index.html
 echo phone >/srv/phone/index.html; echo phone2 >/srv/phone2/index.html
 {
-  ip netns add router &&
-  ip link add wlan0 type veth peer name eth0 netns router &&
-  ip addr add 192.168.50.1/24 dev wlan0 && ip link set wlan0 up &&
-  ip -n router link set lo up &&
-  ip -n router addr add 192.168.50.254/24 dev eth0 && ip -n router addr add 192.168.50.2/24 dev eth0 &&
-  ip -n router link set eth0 up &&
-  ip -n router addr add 203.0.113.10/32 dev lo && ip -n router addr add 203.0.113.20/32 dev lo &&
-  ip netns exec router httpd -p 203.0.113.10:80 -h /srv/inet &&
-  ip netns exec router httpd -p 192.168.50.2:80 -h /srv/lan &&
-  ip netns exec router httpd -p 203.0.113.20:443 -h /srv/vpn &&
+  $IP netns add router &&
+  $IP link add wlan0 type veth peer name eth0 netns router &&
+  $IP addr add 192.168.50.1/24 dev wlan0 && $IP link set wlan0 up &&
+  $IP -n router link set lo up &&
+  $IP -n router addr add 192.168.50.254/24 dev eth0 && $IP -n router addr add 192.168.50.2/24 dev eth0 &&
+  $IP -n router link set eth0 up &&
+  $IP -n router addr add 203.0.113.10/32 dev lo && $IP -n router addr add 203.0.113.20/32 dev lo &&
+  $IP netns exec router httpd -p 203.0.113.10:80 -h /srv/inet &&
+  $IP netns exec router httpd -p 192.168.50.2:80 -h /srv/lan &&
+  $IP netns exec router httpd -p 203.0.113.20:443 -h /srv/vpn &&
   httpd -p 192.168.50.1:7000 -h /srv/phone && httpd -p 7002 -h /srv/phone2 &&
   # netd: wlan0's routes in its own table, the main table empty.
-  ip route del 192.168.50.0/24 dev wlan0 table main &&
-  ip route add 192.168.50.0/24 dev wlan0 table 1003 &&
-  ip route add default via 192.168.50.254 dev wlan0 table 1003 &&
-  ip rule add pref 20000 fwmark 0x0/0x10000 lookup 97 &&
-  ip rule add pref 22000 fwmark 0x0/0xffff iif lo lookup 1003 &&
-  ip rule add pref 32000 unreachable &&
+  $IP route del 192.168.50.0/24 dev wlan0 table main &&
+  $IP route add 192.168.50.0/24 dev wlan0 table 1003 &&
+  $IP route add default via 192.168.50.254 dev wlan0 table 1003 &&
+  $IP rule add pref 20000 fwmark 0x0/0x10000 lookup 97 &&
+  $IP rule add pref 22000 fwmark 0x0/0xffff iif lo lookup 1003 &&
+  $IP rule add pref 32000 unreachable &&
   echo 0 >/proc/sys/net/ipv4/ip_forward
 } || fail "could not build the phone's network"
-run ip route show table main; [ -s $out ] && fail "the main routing table is not empty"
-run wget -q -T 4 -O - http://203.0.113.10/; expect_code 0; expect_out '^inet$'
-run wget -q -T 4 -O - http://192.168.50.2/; expect_code 0; expect_out '^lan$'
+run $IP route show table main; [ -s $out ] && fail "the main routing table is not empty"
+run timeout 6 wget -q -O - http://203.0.113.10/; expect_code 0; expect_out '^inet$'
+run timeout 6 wget -q -O - http://192.168.50.2/; expect_code 0; expect_out '^lan$'
 
 step binder-host
 $W/binderapp -d /dev/binder hostsm >/tmp/hostsm.log 2>&1 &
@@ -136,7 +140,7 @@ snapshot /tmp/before
 
 mkdir -p /tmp/bundle/rootfs/bin /tmp/bundle/rootfs/proc /tmp/bundle/rootfs/sys /tmp/bundle/rootfs/dev /tmp/bundle/rootfs/tmp /tmp/bundle/rootfs/etc
 cp /bin/busybox /tmp/bundle/rootfs/bin/busybox
-for a in sh sleep ls cat echo id ps kill mount mknod hostname wget httpd ip grep test touch; do ln -s busybox /tmp/bundle/rootfs/bin/$a; done
+for a in sh sleep ls cat echo id ps kill mount mknod hostname wget httpd ip grep test touch timeout; do ln -s busybox /tmp/bundle/rootfs/bin/$a; done
 cp $W/binderapp /tmp/bundle/rootfs/workapp
 cp $W/config.json /tmp/bundle/config.json
 
@@ -223,8 +227,8 @@ blocked "the phone's service on all addresses" http://192.168.50.1:7002/
 blocked "the LAN gateway" http://192.168.50.254/
 run inwork sh -c 'mkdir -p /tmp/www && echo work >/tmp/www/index.html && httpd -p 8080 -h /tmp/www'; expect_code 0
 if [ -n "$waddr" ]; then
-  run wget -q -T 4 -O - "http://$waddr:8080/"; expect_fail "the phone reached work's server at $waddr:8080"
-  run ip netns exec router wget -q -T 4 -O - "http://$waddr:8080/"; expect_fail "the LAN reached work's server at $waddr:8080"
+  run timeout 6 wget -q -O - "http://$waddr:8080/"; expect_fail "the phone reached work's server at $waddr:8080"
+  run $IP netns exec router timeout 6 wget -q -O - "http://$waddr:8080/"; expect_fail "the LAN reached work's server at $waddr:8080"
 fi
 
 }
