@@ -39,7 +39,7 @@ func main() {
 	config := flag.String("config", "/wc/daemon.json", "workcelld's config (its run_dir must be /run/workcell)")
 	n := flag.Int("n", 15, "measurements of each figure")
 	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	if err := run(ctx, *daemon, *config, *n); err != nil {
 		fmt.Printf("GUEST-BENCH error=%q\n", err.Error())
@@ -65,9 +65,18 @@ func run(ctx context.Context, daemon, config string, n int) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start workcelld: %w", err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	defer func() {
+		// A daemon that does not stop in 10 s is killed: the guest must end.
 		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			fmt.Println("guestbench: workcelld did not exit 10 s after SIGINT; killing it")
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 	}()
 	c := api.NewClient("/run/workcell/workcelld.sock")
 	deadline := time.Now().Add(30 * time.Second)
@@ -86,6 +95,7 @@ func run(ctx context.Context, daemon, config string, n int) error {
 		return err
 	}
 	const name = "bench"
+	fmt.Println("guestbench: workcelld is up; installing the profile")
 	if _, err := c.Install(ctx, api.InstallRequest{Name: name, Bundle: bundle}); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
@@ -96,6 +106,7 @@ func run(ctx context.Context, daemon, config string, n int) error {
 		return fmt.Errorf("first start: %s", withLog(err))
 	}
 
+	fmt.Println("guestbench: the profile started; measuring")
 	// start (prepared) vs the namespace floor.
 	var wc, peer []time.Duration
 	for i := 0; i < n; i++ {
