@@ -28,12 +28,14 @@ run: build
 test: deps build
 	$(GO) vet -tags "$(TAGS)" ./...
 	GOOS=darwin $(GO) vet ./api/... ./cmd/workcell/...
+	integration/vm/gki/build.sh >/dev/null  # the GKI-shaped guest kernel, once (cached): not inside go test's timeout
 	$(GO) test -tags "$(TAGS)" -count=1 -timeout 20m -p 1 ./...
 
 # Boots Debian's kernel under qemu (TCG): binder driver and cgroup v2 tests, as root.
 test-vm:
 	hack/vm-deps
 	hack/aosp-deps
+	integration/vm/gki/build.sh >/dev/null
 	$(GO) test -count=1 -timeout 15m -v ./integration/vm/
 
 test-unit:

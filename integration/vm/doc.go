@@ -13,4 +13,13 @@
 // skipped when a tool or the kernel cannot be had: the test fails saying
 // what is missing (hack/vm-deps installs it). The downloaded kernel package
 // is cached between runs (see CacheDir).
+//
+// A second guest is phone-shaped: BuildGKIKernel builds a kernel from
+// Debian's linux-source-6.1 with gki/gki.fragment (android14-6.1
+// gki_defconfig's choices: no pid or user namespaces, no nf_tables but
+// iptables-legacy, no pids controller, binderfs, fscrypt with Adiantum,
+// everything built in), cached by the hash of the fragment, the build
+// script and the source package; Config.Android lays the guest out as
+// Android 12-15 do (v1 memcg at /dev/memcg, cpu at /dev/cpuctl, a bare
+// cgroup2, binderfs at /dev/binderfs, netd's chains, iptables-legacy).
 package vm

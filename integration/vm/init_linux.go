@@ -34,7 +34,7 @@ var CgroupControllers = []string{"cpu", "memory", "pids"}
 // uses) refuses the initramfs's rootfs. Stage two mounts the usual
 // filesystems and cgroup v2, loads the modules, runs each program with a
 // clean environment and prints its exit code, then powers off.
-func initScript(nonce string, mods []loadable, progs []Program, gomaxprocs int) string {
+func initScript(nonce string, mods []loadable, progs []Program, gomaxprocs int, android bool) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("#!/bin/busybox sh")
@@ -59,12 +59,16 @@ func initScript(nonce string, mods []loadable, progs []Program, gomaxprocs int) 
 	p("must mount -t tmpfs tmpfs /dev/shm")
 	p("must mount -t tmpfs -o mode=1777 tmpfs /tmp")
 	p("must mount -t tmpfs -o mode=0755 tmpfs /run")
-	p("must mount -t cgroup2 cgroup2 /sys/fs/cgroup")
-	ctrls := make([]string, len(CgroupControllers))
-	for i, c := range CgroupControllers {
-		ctrls[i] = "+" + c
+	if android {
+		b.WriteString(androidInit)
+	} else {
+		p("must mount -t cgroup2 cgroup2 /sys/fs/cgroup")
+		ctrls := make([]string, len(CgroupControllers))
+		for i, c := range CgroupControllers {
+			ctrls[i] = "+" + c
+		}
+		p("echo %s > /sys/fs/cgroup/cgroup.subtree_control || must false enable %s", shellQuote(strings.Join(ctrls, " ")), strings.Join(CgroupControllers, ","))
 	}
-	p("echo %s > /sys/fs/cgroup/cgroup.subtree_control || must false enable %s", shellQuote(strings.Join(ctrls, " ")), strings.Join(CgroupControllers, ","))
 	p("must ip link set lo up")
 	p("hostname workcell-vm")
 	for _, m := range mods {

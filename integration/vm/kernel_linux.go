@@ -41,7 +41,11 @@ type Kernel struct {
 	Deb        string // the cached .deb
 	Release    string // e.g. 6.1.0-56-amd64, as in lib/modules/<Release>
 	Vmlinuz    string // boot/vmlinuz-<Release>
-	ModulesDir string // lib/modules/<Release>
+	ModulesDir string // lib/modules/<Release>; "" for a kernel without modules
+	// Config is the kernel's .config, when the harness built it
+	// (BuildGKIKernel); BuildSeconds that build's make time.
+	Config       string
+	BuildSeconds int
 }
 
 // FetchKernel resolves the current kernel image package through

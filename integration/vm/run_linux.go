@@ -57,6 +57,14 @@ type Config struct {
 	WorkDir string
 	// Logger gets the harness's own progress. Default: discarded.
 	Logger *slog.Logger
+	// Android lays the guest out as Android 12-15 lay out a phone (see
+	// androidInit): cgroup v1 memory at /dev/memcg and cpu at /dev/cpuctl,
+	// cgroup2 at /sys/fs/cgroup with no controller enabled, binderfs at
+	// /dev/binderfs, loop devices under /dev/block, netd's iptables chains,
+	// and iptables-legacy, ip and mke2fs (Debian's dynamic builds, with
+	// their libraries and loader). For a kernel with everything built in
+	// (BuildGKIKernel): Modules defaults to none.
+	Android bool
 }
 
 // Result is what the guest reported.
@@ -155,6 +163,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	case !p.done:
 		return p.res, fmt.Errorf("vm: guest ended before reporting all programs%s (qemu: %v, %s); console tail:\n%s",
 			p.where(), waitErr, strings.TrimSpace(stderr.String()), p.tail())
+	case ctx.Err() != nil:
+		// Every program ran, but the guest could not power itself off
+		// (a kernel without working ACPI): each boot would cost Timeout.
+		return p.res, fmt.Errorf("vm: the guest ran every program but did not power off; qemu was killed at the %v timeout; console tail:\n%s", cfg.Timeout, p.tail())
 	}
 	return p.res, nil
 }
@@ -173,7 +185,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 		seen[p.Name] = true
 	}
-	if cfg.Modules == nil {
+	if cfg.Modules == nil && !cfg.Android {
 		cfg.Modules = DefaultModules
 	}
 	if cfg.MemoryMiB == 0 {
@@ -202,9 +214,13 @@ func buildInitramfs(cfg Config, work string) (string, string, error) {
 	if _, err := os.Stat(busybox); err != nil {
 		return "", "", fmt.Errorf("vm: the guest needs a static %s (package busybox-static): %w", busybox, ErrMissing)
 	}
-	mods, err := resolveModules(cfg.Kernel, cfg.Modules, work)
-	if err != nil {
-		return "", "", err
+	var mods []loadable
+	if len(cfg.Modules) > 0 {
+		m, err := resolveModules(cfg.Kernel, cfg.Modules, work)
+		if err != nil {
+			return "", "", err
+		}
+		mods = m
 	}
 	var n [8]byte
 	_, _ = rand.Read(n[:])
@@ -212,7 +228,16 @@ func buildInitramfs(cfg Config, work string) (string, string, error) {
 
 	files := map[string]archiveEntry{
 		"bin/busybox": {src: busybox, perm: 0o755},
-		"init":        {data: []byte(initScript(nonce, mods, cfg.Programs, cfg.GOMAXPROCS)), perm: 0o755},
+		"init":        {data: []byte(initScript(nonce, mods, cfg.Programs, cfg.GOMAXPROCS, cfg.Android)), perm: 0o755},
+	}
+	if cfg.Android {
+		tools, err := androidFiles()
+		if err != nil {
+			return "", "", err
+		}
+		for name, e := range tools {
+			files[name] = e
+		}
 	}
 	for _, m := range mods {
 		files[strings.TrimPrefix(guestModuleDir, "/")+"/"+m.name+".ko"] = archiveEntry{src: m.file, perm: 0o644}
