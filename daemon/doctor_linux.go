@@ -81,7 +81,7 @@ var doctorChecks = []doctorCheck{
 	checkCgroup("memory"), checkCgroup("cpu"), checkCgroup("pids"), checkFreezer, checkDevices,
 	checkOverlay, checkFscrypt, checkFscryptMode,
 	checkFirewall, checkVeth, checkTun, checkPolicyRouting, checkDNS,
-	checkBinder, checkSeccomp, checkLoop, checkMkfs,
+	checkBinder, checkSeccomp, checkLoop, checkMkfs, checkMqueue,
 }
 
 // Doctor reports what the daemon found and chose.
@@ -559,4 +559,14 @@ func startHintWith(ctx context.Context, env *doctorEnv, f *doctorFacts, err erro
 		return fmt.Errorf("%w%s", err, doctorHint)
 	}
 	return fmt.Errorf("%w; the kernel lacks %s%s", err, strings.Join(lacks, ", "), doctorHint)
+}
+
+func checkMqueue(_ context.Context, _ *doctorEnv, f *doctorFacts) api.DoctorCheck {
+	const name = "mqueue"
+	if f.ident.noMqueue != "" {
+		return missing(name, "no /dev/mqueue", f.ident.noMqueue,
+			"work gets no POSIX message queues (mq_open fails); everything else runs",
+			"enable CONFIG_POSIX_MQUEUE (GKI leaves it off)")
+	}
+	return found(name, "/dev/mqueue", "the kernel has the mqueue filesystem")
 }

@@ -201,6 +201,9 @@ func TestDoctorReportsEachAbsenceWithItsFix(t *testing.T) {
 		}, "none", "insmod binder_linux", "does not start"},
 		{"seccomp", api.DoctorMissing, func(h *fakeHost) { h.env.probeSeccomp = func() error { return errAbsent } }, "", "CONFIG_SECCOMP", "no profile can start"},
 		{"loop devices", api.DoctorMissing, func(h *fakeHost) { delete(h.files, "dev/loop-control") }, "", "CONFIG_BLK_DEV_LOOP", "store image"},
+		{"mqueue", api.DoctorMissing, func(h *fakeHost) {
+			h.facts.ident.noMqueue = "the kernel has no mqueue filesystem (CONFIG_POSIX_MQUEUE); profiles get no /dev/mqueue"
+		}, "no /dev/mqueue", "CONFIG_POSIX_MQUEUE", "mq_open"},
 		{"mkfs.ext4", api.DoctorMissing, func(h *fakeHost) {
 			h.env.lookPath = func(string) (string, error) { return "", exec.ErrNotFound }
 		}, "", "e2fsprogs", "store image"},

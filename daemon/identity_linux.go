@@ -78,7 +78,9 @@ type identity struct {
 	// shared pid namespace's /proc, procWhy why those.
 	pidWhy, procWhy string
 	proc            []string
-	pool            idPool
+	// noMqueue says why profiles get no /dev/mqueue ("" when they do).
+	noMqueue string
+	pool     idPool
 }
 
 // kernelProbes are the kernel questions the decision asks; a test fakes
@@ -87,9 +89,10 @@ type kernelProbes struct {
 	userNS func(context.Context) error
 	pidNS  func(context.Context) error
 	proc   func(context.Context) ([]string, error)
+	mqueue func(context.Context) error
 }
 
-var realProbes = kernelProbes{userNS: sandbox.ProbeUserNS, pidNS: sandbox.ProbePIDNS, proc: sandbox.ProbeProcOptions}
+var realProbes = kernelProbes{userNS: sandbox.ProbeUserNS, pidNS: sandbox.ProbePIDNS, proc: sandbox.ProbeProcOptions, mqueue: sandbox.ProbeMqueue}
 
 // decideIdentity probes the kernel, unless the config switched a
 // namespace off.
@@ -126,6 +129,11 @@ func decide(ctx context.Context, cfg Config, k kernelProbes) identity {
 		id.mode, id.why = identityUIDRange, "the kernel gives user namespaces, but profiles share the host's pid namespace, whose /proc a user namespace cannot mount: "+ranged
 	default:
 		id.mode, id.why = identityUserNS, "the kernel gives user namespaces (a child with CLONE_NEWUSER and a mapping started)"
+	}
+	if k.mqueue != nil {
+		if err := k.mqueue(ctx); err != nil {
+			id.noMqueue = err.Error() + "; profiles get no /dev/mqueue"
+		}
 	}
 	if id.pid == pidShared {
 		proc, err := k.proc(ctx)
@@ -267,6 +275,7 @@ func (d *Daemon) identityUp(ctx context.Context, p *profile, h *sandbox.HardenOp
 	if d.ident.pid == pidShared {
 		h.SharedPID, h.ProcOptions = true, slices.Clone(d.ident.proc)
 	}
+	h.NoMqueue = d.ident.noMqueue != ""
 	// Init's console is work's own output (it lives in work's encrypted
 	// data): its root may open it again through /proc/self/fd/1, as host
 	// root could before. The log is capped in place, so the owner stays.

@@ -90,16 +90,16 @@ func TestDecideModesFromProbes(t *testing.T) {
 		proc          []string
 		why           []string // in why + pid why
 	}{
-		{"everything there", "auto", "auto", kernelProbes{ok, ok, modern}, identityUserNS, pidPrivate, nil, []string{"CLONE_NEWUSER", "CLONE_NEWPID"}},
-		{"GKI: no pid, no user namespaces", "auto", "auto", kernelProbes{fail("no CONFIG_USER_NS"), fail("no CONFIG_PID_NS"), modern},
+		{"everything there", "auto", "auto", kernelProbes{ok, ok, modern, ok}, identityUserNS, pidPrivate, nil, []string{"CLONE_NEWUSER", "CLONE_NEWPID"}},
+		{"GKI: no pid, no user namespaces", "auto", "auto", kernelProbes{fail("no CONFIG_USER_NS"), fail("no CONFIG_PID_NS"), modern, fail("no mqueue filesystem")},
 			identityUIDRange, pidShared, sandbox.ProcModern, []string{"no CONFIG_USER_NS", "no CONFIG_PID_NS", "hidepid=invisible", "kill by cgroup", "non-root"}},
-		{"no pid namespaces, old kernel, user namespaces", "auto", "auto", kernelProbes{ok, fail("EINVAL"), legacy},
+		{"no pid namespaces, old kernel, user namespaces", "auto", "auto", kernelProbes{ok, fail("EINVAL"), legacy, ok},
 			identityUIDRange, pidShared, sandbox.ProcLegacy, []string{"EINVAL", "hidepid=2", "the host's too", "user namespace cannot mount"}},
-		{"pid namespace off, user namespaces there", "auto", "off", kernelProbes{ok, ok, modern},
+		{"pid namespace off, user namespaces there", "auto", "off", kernelProbes{ok, ok, modern, ok},
 			identityUIDRange, pidShared, sandbox.ProcModern, []string{"pid_namespace is \"off\"", "user namespace cannot mount"}},
-		{"no user namespaces only", "auto", "auto", kernelProbes{fail("max_user_namespaces is 0"), ok, modern},
+		{"no user namespaces only", "auto", "auto", kernelProbes{fail("max_user_namespaces is 0"), ok, modern, ok},
 			identityUIDRange, pidPrivate, nil, []string{"max_user_namespaces is 0", "CLONE_NEWPID"}},
-		{"both off in the config", "off", "off", kernelProbes{ok, ok, modern},
+		{"both off in the config", "off", "off", kernelProbes{ok, ok, modern, ok},
 			identityUIDRange, pidShared, sandbox.ProcModern, []string{"userns is \"off\"", "pid_namespace is \"off\""}},
 	}
 	for _, tt := range tests {
@@ -107,6 +107,9 @@ func TestDecideModesFromProbes(t *testing.T) {
 			c := cfg
 			c.UserNS, c.PIDNamespace = tt.userns, tt.pidns
 			id := decide(context.Background(), c, tt.probes)
+			if wantNoMq := strings.HasPrefix(tt.name, "GKI"); (id.noMqueue != "") != wantNoMq {
+				t.Errorf("noMqueue = %q, want it set: %v", id.noMqueue, wantNoMq)
+			}
 			if id.mode != tt.mode || id.pid != tt.pid || !slices.Equal(id.proc, tt.proc) {
 				t.Fatalf("decide = %s, %s, %v; want %s, %s, %v", id.mode, id.pid, id.proc, tt.mode, tt.pid, tt.proc)
 			}

@@ -85,6 +85,10 @@ type HardenOptions struct {
 	// the host pid namespace's procfs).
 	SharedPID   bool
 	ProcOptions []string
+	// NoMqueue leaves out the bundle's /dev/mqueue mount: the kernel has
+	// no POSIX message queues (GKI: `# CONFIG_POSIX_MQUEUE is not set`),
+	// and the mount would fail the start (ProbeMqueue).
+	NoMqueue bool
 }
 
 // DefaultOOMScoreAdj is the container's oom_score_adj unless the daemon or
@@ -546,7 +550,7 @@ func Harden(spec *specs.Spec, bundleDir string, opts HardenOptions) (*specs.Spec
 	}
 
 	// The daemon's mounts (binder node, resolv.conf...) are trusted.
-	s.Mounts = append(hardenMounts(s.Mounts), opts.Mounts...)
+	s.Mounts = append(hardenMounts(s.Mounts, opts), opts.Mounts...)
 	if err := hardenSharedPID(s, opts); err != nil {
 		return nil, fmt.Errorf("harden %s: %w", opts.ID, err)
 	}

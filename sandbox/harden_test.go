@@ -785,3 +785,18 @@ func TestIDMapShift(t *testing.T) {
 		}
 	}
 }
+
+// TestHardenLeavesOutMqueueWithoutTheFilesystem: on a kernel without POSIX
+// message queues (GKI) the bundle's /dev/mqueue mount would fail the start.
+func TestHardenLeavesOutMqueueWithoutTheFilesystem(t *testing.T) {
+	for _, noMq := range []bool{false, true} {
+		out, err := Harden(testbundle.Spec(), hardenDir(t), HardenOptions{ID: "c", NoMqueue: noMq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		has := slices.ContainsFunc(out.Mounts, func(m specs.Mount) bool { return m.Destination == "/dev/mqueue" })
+		if has == noMq {
+			t.Errorf("NoMqueue %v: /dev/mqueue mounted %v", noMq, has)
+		}
+	}
+}

@@ -97,9 +97,12 @@ func validateMounts(mounts []specs.Mount, bad func(field, format string, a ...an
 // hardenMounts builds the container's mounts from the bundle's validated
 // ones: each is the default mount at its destination, with the daemon's
 // options; the bundle's options are read only for /dev/shm's size.
-func hardenMounts(mounts []specs.Mount) []specs.Mount {
+func hardenMounts(mounts []specs.Mount, opts HardenOptions) []specs.Mount {
 	var out []specs.Mount
 	for _, d := range defaultMounts {
+		if d.dest == "/dev/mqueue" && opts.NoMqueue {
+			continue
+		}
 		for _, m := range mounts {
 			if filepath.Clean(m.Destination) != d.dest || !slices.Contains(d.types, m.Type) {
 				continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -225,4 +226,22 @@ func killShared(ctx context.Context, lc *libcontainer.Container) error {
 		return err
 	}
 	return killCgroup(ctx, m)
+}
+
+// ProbeMqueue reports whether the kernel has POSIX message queues (the
+// mqueue filesystem a bundle's /dev/mqueue is): nil when it has.
+func ProbeMqueue(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return fmt.Errorf("mqueue: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == "mqueue" {
+			return nil
+		}
+	}
+	return errors.New("the kernel has no mqueue filesystem (CONFIG_POSIX_MQUEUE)")
 }
