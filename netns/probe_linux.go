@@ -50,6 +50,12 @@ func ProbeNFTables(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// A plain request first: where nfnetlink has no nf_tables
+		// subsystem (GKI) it is refused at once, while a batch is never
+		// answered and would hang the daemon's start.
+		if _, err := c.ListTablesOfFamily(nftables.TableFamilyINet); err != nil {
+			return err
+		}
 		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "probe"})
 		accept := nftables.ChainPolicyAccept
 		c.AddChain(&nftables.Chain{Name: "f", Table: t, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Type: nftables.ChainTypeFilter, Policy: &accept})

@@ -131,7 +131,9 @@ until $W/workcell version >/dev/null 2>&1; do
     fail "workcelld exited at start: $(grep -iE 'error|fail|unknown|missing|refus|not ' /tmp/workcelld.log | tail -n 3 | tr '\n' ' ' | cut -c1-600)"
     break
   fi
-  i=$((i + 1)); [ $i -gt 150 ] && { fail "workcelld's socket never answered in 30 s"; break; }
+  # A daemon that never answers says where it hangs: SIGQUIT makes Go
+  # print every goroutine's stack into its log.
+  i=$((i + 1)); [ $i -gt 150 ] && { fail "workcelld's socket never answered in 30 s"; kill -QUIT $wcd; sleep 1; break; }
   sleep 0.2
 done
 echo "== workcelld log so far"; cat /tmp/workcelld.log
