@@ -371,6 +371,19 @@ func (d *Daemon) identityDevices(ctx context.Context, p *profile, h *sandbox.Har
 	if err != nil {
 		return fmt.Errorf("devices of profile %s: %w", p.rec.Name, err)
 	}
+	// A device that opens only as itself (binderfs) is given to the range
+	// and closed to others by its folder (MakeDeviceNodes makes it 0700);
+	// the binder node helpers, which serve the profile's side of the
+	// proxy, must still pass through it: root and their gid only.
+	for _, src := range h.DeviceSources {
+		folder := filepath.Dir(src)
+		if err := os.Chown(folder, 0, d.cfg.BinderHelperGID); err != nil {
+			return fmt.Errorf("devices of profile %s: open %s to the binder helpers' gid %d: %w", p.rec.Name, folder, d.cfg.BinderHelperGID, err)
+		}
+		if err := os.Chmod(folder, 0o710); err != nil {
+			return fmt.Errorf("devices of profile %s: open %s to the binder helpers' gid %d: %w", p.rec.Name, folder, d.cfg.BinderHelperGID, err)
+		}
+	}
 	if h.DeviceSources == nil {
 		h.DeviceSources = map[string]string{}
 	}

@@ -210,7 +210,7 @@ func TestPolicyModesOnRealExt4(t *testing.T) {
 					t.Fatalf("this kernel cannot encrypt with %s: %v", mode, perr)
 				}
 				t.Skipf("this kernel cannot encrypt with %s (the policy's shape was checked): %v; "+
-					"the file round trip in this mode runs in the GKI-shaped VM (TestGKIKernelShapeInVM)", mode, perr)
+					"the file round trip in this mode runs in the GKI-shaped VM (TestGKIKernelShapeInVM, and the daemon suite TestDaemonOnGKIInVM stores its profiles with Adiantum)", mode, perr)
 			}
 			d, err := PrepareDataDirMode(ctx, filepath.Join(mnt, "p", "data"), key, mode)
 			if err != nil {

@@ -222,7 +222,7 @@ func (c *Container) start(ctx context.Context, e ExecSpec, setup func(*Process, 
 	}
 	// Where limits live in v1 groups beside libcontainer's cgroup
 	// (Android's /dev/memcg), the exec'd process joins them too.
-	if err := c.joinV1Groups(ctx); err != nil {
+	if err := c.joinV1Groups(ctx, p.pid); err != nil {
 		_ = lp.Signal(unix.SIGKILL)
 		_, _ = lp.Wait()
 		p.Close()

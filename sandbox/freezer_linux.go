@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,31 +60,6 @@ func (z *cgroupFreezer) set(ctx context.Context, frozen bool) error {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	return z.setLocked(ctx, frozen)
-}
-
-// whileFrozen runs fn with the cgroup frozen, so that no process of it can
-// fork meanwhile, and then leaves it as it was: thawed again unless it was
-// already frozen (by work mode off).
-func (z *cgroupFreezer) whileFrozen(ctx context.Context, fn func() error) error {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	was, err := readFrozen(z.events)
-	if err != nil {
-		return err
-	}
-	if was == '1' {
-		return fn()
-	}
-	if err := z.setLocked(ctx, true); err != nil {
-		return err
-	}
-	ferr := fn()
-	// Thawing must not be cut short by ctx: the container would stay
-	// frozen though nobody asked for it.
-	if err := z.setLocked(context.WithoutCancel(ctx), false); err != nil {
-		return errors.Join(ferr, err)
-	}
-	return ferr
 }
 
 func (z *cgroupFreezer) setLocked(ctx context.Context, frozen bool) (retErr error) {

@@ -166,7 +166,14 @@ func NetNSOwnedBy(netFD int, userPath string) bool {
 
 // NetNSOwnedByOurs reports whether the network namespace open as netFD is
 // owned by the daemon's own user namespace.
-func NetNSOwnedByOurs(netFD int) bool { return NetNSOwnedBy(netFD, "/proc/self/ns/user") }
+func NetNSOwnedByOurs(netFD int) bool {
+	// A kernel without user namespaces (GKI) has only the initial one,
+	// and no ns/user file to compare with: every namespace is ours.
+	if _, err := os.Stat("/proc/self/ns/user"); errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	return NetNSOwnedBy(netFD, "/proc/self/ns/user")
+}
 
 // ShiftTree gives every file under dir (dir too) the host owner its
 // container owner has under m: uid u becomes m.Shift(u), as a user

@@ -15,15 +15,18 @@ import (
 )
 
 // The policies a workcell directory gets, one per Mode: what Android's
-// file-based encryption uses on hardware without inline crypto. Adiantum
-// is a wide-block cipher with a 32-byte IV, so Android (and workcell)
-// use it with DIRECT_KEY: the master key encrypts directly, the file's
-// nonce goes in the IV, and no per-file key is derived.
+// file-based encryption uses on hardware without inline crypto. Android
+// sets Adiantum with DIRECT_KEY (the master key encrypts directly, the
+// file's nonce in the IV); workcell does not: on the GKI-shaped 6.1 guest
+// a DIRECT_KEY profile's key could not be removed at lock ("inodes still
+// busy", the old overlay's upper still in use at the next start), while
+// per-file keys (derived by HKDF, a little slower to open a file) lock
+// cleanly, as TestDaemonOnGKIInVM checks.
 type policyModes struct{ contents, filenames, flags uint8 }
 
 var policies = map[Mode]policyModes{
 	ModeAES:      {unix.FSCRYPT_MODE_AES_256_XTS, unix.FSCRYPT_MODE_AES_256_CTS, unix.FSCRYPT_POLICY_FLAGS_PAD_32},
-	ModeAdiantum: {unix.FSCRYPT_MODE_ADIANTUM, unix.FSCRYPT_MODE_ADIANTUM, unix.FSCRYPT_POLICY_FLAGS_PAD_32 | unix.FSCRYPT_POLICY_FLAG_DIRECT_KEY},
+	ModeAdiantum: {unix.FSCRYPT_MODE_ADIANTUM, unix.FSCRYPT_MODE_ADIANTUM, unix.FSCRYPT_POLICY_FLAGS_PAD_32},
 }
 
 // modeOf names the workcell mode of a v2 policy's modes and flags, or "".
