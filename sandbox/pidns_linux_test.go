@@ -188,8 +188,10 @@ func TestSharedPIDContainerIsolated(t *testing.T) {
 		if !slices.Contains(pids, c.Pid()) {
 			t.Fatalf("/proc shows %v without init %d", pids, c.Pid())
 		}
-		if code, out := run(t, c, "cat", "/proc/kcore"); code == 0 {
-			t.Errorf("/proc/kcore is readable: %q", out)
+		// Masked (runc's masked paths: /dev/null over it) where the
+		// kernel has it, absent where not: nothing of the kernel's memory.
+		if code, out := run(t, c, "cat", "/proc/kcore"); code == 0 && out != "" {
+			t.Errorf("/proc/kcore is readable: %d bytes", len(out))
 		}
 	})
 	refused := []struct {
