@@ -63,6 +63,8 @@ type doctorFacts struct {
 	// routed (nil without a network manager) and whether it gets IPv6.
 	firewall    netns.Backend
 	firewallWhy string
+	// netUnusable says why no profile network can be made (no backend).
+	netUnusable error
 	routing     *netns.PolicyRouting
 	routingErr  error
 	ipv6        bool
@@ -112,7 +114,7 @@ func runDoctor(ctx context.Context, env *doctorEnv, f *doctorFacts) api.DoctorRe
 
 // doctorFacts copies the daemon's decisions.
 func (d *Daemon) doctorFacts() *doctorFacts {
-	f := &doctorFacts{ident: d.ident, storeImage: d.cfg.StoreImage, dns: d.dns, firewall: d.firewall, firewallWhy: d.firewallWhy}
+	f := &doctorFacts{ident: d.ident, storeImage: d.cfg.StoreImage, dns: d.dns, firewall: d.firewall, firewallWhy: d.firewallWhy, netUnusable: d.netUnusable}
 	if d.stor != nil {
 		f.insecure, f.unusable, f.mode, f.modeWhy = d.stor.insecure, d.stor.unusable, d.stor.mode, d.stor.modeWhy
 	}
@@ -382,6 +384,11 @@ func checkFirewall(ctx context.Context, env *doctorEnv, f *doctorFacts) api.Doct
 		return missing(name, mode, detail,
 			"no profile network can be isolated: start fails closed",
 			"enable CONFIG_NF_TABLES, or CONFIG_IP_NF_IPTABLES with the iptables command (install iptables)")
+	case f.netUnusable != nil:
+		// The kernel has one, but not the one the config names.
+		return missing(name, mode, f.netUnusable.Error()+"; "+detail,
+			"no profile network can be isolated: start fails closed",
+			"set firewall to \"auto\" in the config, or give the daemon the backend it names (install iptables for iptables-legacy)")
 	case f.firewall == netns.BackendIPTables && nft != nil:
 		return partial(name, mode, detail, "no nf_tables (as on GKI): the rules go through iptables-legacy, in one iptables-restore batch per family, "+
 			"in wc_ chains hooked first in netd's oem_fwd/oem_out (or the built-in chains); allow-lists are one rule per entry (no ipset)",

@@ -186,6 +186,12 @@ func TestDoctorReportsEachAbsenceWithItsFix(t *testing.T) {
 			h.env.probeIPTablesLegacy = func(context.Context) error { return errAbsent }
 			h.facts.firewall, h.facts.firewallWhy = "", "" // the network manager could not open
 		}, "none", "install iptables", "fails closed"},
+		{"firewall", api.DoctorMissing, func(h *fakeHost) {
+			// The kernel has nf_tables, but the config names iptables-legacy,
+			// which this system lacks.
+			h.facts.firewall, h.facts.firewallWhy = "", ""
+			h.facts.netUnusable = errors.New(`firewall "iptables-legacy" (configured): no iptables-legacy iptables: not on PATH nor in /system/bin`)
+		}, "none", `"auto"`, "fails closed"},
 		{"veth", api.DoctorMissing, func(h *fakeHost) { h.files["config"] = "CONFIG_TUN=y\nCONFIG_OVERLAY_FS=y\n" }, "", "CONFIG_VETH", "eth0"},
 		{"tun", api.DoctorMissing, func(h *fakeHost) {
 			delete(h.files, "dev/net/tun")
