@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 
 	vns "github.com/vishvananda/netns"
 )
@@ -138,6 +139,40 @@ type iptFirewall struct {
 	hostNS vns.NsHandle
 	// nat6 is set when the host has ip6tables' nat table (see noNAT6).
 	nat6 bool
+	// applied is the host tables' fingerprint right after the last
+	// applyHost, when every profile's rules were as wanted; zero when
+	// unknown. intact trusts an unchanged fingerprint, sparing a start
+	// from the prepared container two iptables-save runs (about 90 ms in
+	// the GKI guest).
+	mu      sync.Mutex
+	applied xtFingerprint
+	known   bool
+}
+
+// remember records (or, on error, forgets) the fingerprint of the host's
+// tables as they are now.
+func (f *iptFirewall) remember(ok bool) {
+	var fp xtFingerprint
+	var err error
+	if ok {
+		fp, err = xtReadFingerprint(f.hostNS)
+	}
+	f.mu.Lock()
+	f.applied, f.known = fp, ok && err == nil
+	f.mu.Unlock()
+}
+
+// unchanged reports whether the host's tables are as the last applyHost
+// left them.
+func (f *iptFirewall) unchanged() bool {
+	f.mu.Lock()
+	want, known := f.applied, f.known
+	f.mu.Unlock()
+	if !known {
+		return false
+	}
+	fp, err := xtReadFingerprint(f.hostNS)
+	return err == nil && fp == want
 }
 
 // probeNAT6 lists ip6tables' nat table in ns; tests fake its absence.
@@ -171,16 +206,22 @@ func bothFamilies(fn func(v6 bool) error) error {
 func (f *iptFirewall) applyHost(ctx context.Context, pl pools, all []profileRef, full map[string]profileRules, _ []string) error {
 	// gone needs no list: the plan deletes every chain of ours that
 	// belongs to no profile in all.
-	return bothFamilies(func(v6 bool) error {
+	// Profiles not in full keep their chains as they are: the result is
+	// known good only if it was before, or if every profile was rebuilt.
+	good := len(full) >= len(all) || f.unchanged()
+	err := bothFamilies(func(v6 bool) error {
 		plan, err := xtHostPlan(v6, pl, all, full)
 		if err != nil {
 			return err
 		}
 		return f.x.apply(ctx, f.hostNS, plan)
 	})
+	f.remember(err == nil && good)
+	return err
 }
 
 func (f *iptFirewall) clearHost(ctx context.Context) error {
+	f.remember(false)
 	return bothFamilies(func(v6 bool) error { return f.x.apply(ctx, f.hostNS, xtClearPlan(v6)) })
 }
 
@@ -195,6 +236,9 @@ func (f *iptFirewall) applyInner(ctx context.Context, ns vns.NsHandle, pr profil
 }
 
 func (f *iptFirewall) intact(ctx context.Context, profile string) bool {
+	if f.unchanged() {
+		return true
+	}
 	return bothFamilies(func(v6 bool) error {
 		cur, err := f.x.save(ctx, f.hostNS, v6)
 		if err != nil {

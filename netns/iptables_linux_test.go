@@ -235,3 +235,50 @@ func TestIPTablesWithoutIPv6NATGivesNoIPv6(t *testing.T) {
 		t.Errorf("not healthy without IPv6 NAT")
 	}
 }
+
+// TestXTFingerprintFollowsTheTables: the quick health check's fingerprint
+// of the host's legacy tables changes with a rule added, removed or a
+// chain flushed in either family, and comes back with the same rules.
+func TestXTFingerprintFollowsTheTables(t *testing.T) {
+	w := newWorld(t, BackendIPTables)
+	ctx := context.Background()
+	host, x := w.nsHandle(w.host), w.xt()
+	fp := func() xtFingerprint {
+		t.Helper()
+		f, err := xtReadFingerprint(host)
+		must(t, err)
+		return f
+	}
+	before := fp()
+	if again := fp(); again != before {
+		t.Fatalf("fingerprint moved with nothing done: %v, %v", before, again)
+	}
+	for _, tc := range []struct{ name, restore, add, del string }{
+		{"IPv4 filter", x.v4.Restore, "*filter\n-A FORWARD -s 10.66.0.1/32 -j DROP\nCOMMIT\n", "*filter\n-D FORWARD -s 10.66.0.1/32 -j DROP\nCOMMIT\n"},
+		{"IPv4 nat", x.v4.Restore, "*nat\n-A POSTROUTING -s 10.66.0.1/32 -j MASQUERADE\nCOMMIT\n", "*nat\n-D POSTROUTING -s 10.66.0.1/32 -j MASQUERADE\nCOMMIT\n"},
+		{"IPv6 filter", x.v6.Restore, "*filter\n-A INPUT -s 2001:db8::1/128 -j DROP\nCOMMIT\n", "*filter\n-D INPUT -s 2001:db8::1/128 -j DROP\nCOMMIT\n"},
+	} {
+		_, err := xtRun(ctx, host, tc.add, tc.restore, "-w", "--noflush")
+		must(t, err)
+		if fp() == before {
+			t.Errorf("%s: a rule added and the fingerprint is the same", tc.name)
+		}
+		_, err = xtRun(ctx, host, tc.del, tc.restore, "-w", "--noflush")
+		must(t, err)
+		if got := fp(); got != before {
+			t.Errorf("%s: the rule removed, fingerprint %v, want %v", tc.name, got, before)
+		}
+	}
+	// With a profile's rules applied, Healthy takes the quick path until
+	// someone flushes a chain of ours; then the full check sees it.
+	w.ensure("p1", direct)
+	fw := w.mgr.fw.(*iptFirewall)
+	if !fw.unchanged() || !w.mgr.Healthy(ctx, "p1", direct) {
+		t.Fatalf("fresh rules: unchanged %v, healthy %v", fw.unchanged(), w.mgr.Healthy(ctx, "p1", direct))
+	}
+	_, err := xtRun(ctx, host, "*filter\n-F wc_forward\nCOMMIT\n", x.v4.Restore, "-w", "--noflush")
+	must(t, err)
+	if fw.unchanged() || w.mgr.Healthy(ctx, "p1", direct) {
+		t.Fatalf("after a flush of wc_forward: unchanged %v, healthy %v", fw.unchanged(), w.mgr.Healthy(ctx, "p1", direct))
+	}
+}
