@@ -16,14 +16,6 @@ func CheckService(ctx context.Context, c *Conn, name string) (handle uint32, ok 
 	return lookupService(ctx, c, "check", name, code, p)
 }
 
-// GetService looks name up with getService, which a service manager may
-// hold for a while to start a lazy service (Android's waits up to 5 s);
-// otherwise as CheckService.
-func GetService(ctx context.Context, c *Conn, name string) (handle uint32, ok bool, err error) {
-	code, p := getServiceCall(c.Release(), name)
-	return lookupService(ctx, c, "get", name, code, p)
-}
-
 func lookupService(ctx context.Context, c *Conn, verb, name string, code uint32, p *Parcel) (handle uint32, ok bool, err error) {
 	r, err := c.Transact(ctx, 0, code, p, 0)
 	if err != nil {

@@ -1,12 +1,10 @@
 package daemon
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"golang.org/x/sys/unix"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/workcell/workcell/api"
+	"github.com/workcell/workcell/images"
 	"github.com/workcell/workcell/images/fscrypt"
 	"github.com/workcell/workcell/netns"
 	"github.com/workcell/workcell/sandbox"
@@ -106,8 +105,14 @@ func (d *Daemon) Doctor(ctx context.Context) api.DoctorReport {
 
 func runDoctor(ctx context.Context, env *doctorEnv, f *doctorFacts) api.DoctorReport {
 	r := api.DoctorReport{Checks: make([]api.DoctorCheck, 0, len(doctorChecks)), Warnings: f.warnings}
+	// Five rows read the cgroup layout: probe it once for all of them.
+	e := *env
+	if env.probeCgroups != nil {
+		l, err := env.probeCgroups(ctx)
+		e.probeCgroups = func(context.Context) (sandbox.CgroupLayout, error) { return l, err }
+	}
 	for _, c := range doctorChecks {
-		r.Checks = append(r.Checks, c(ctx, env, f))
+		r.Checks = append(r.Checks, c(ctx, &e, f))
 	}
 	return r
 }
@@ -274,20 +279,8 @@ func filesystems(root string) []string {
 
 // kernelConfig reads root's /proc/config.gz; nil when there is none.
 func kernelConfig(root string) map[string]string {
-	f, err := os.Open(filepath.Join(root, "proc/config.gz"))
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil
-	}
-	b, err := io.ReadAll(io.LimitReader(zr, 8<<20))
-	if err != nil {
-		return nil
-	}
-	return fscrypt.ParseKernelConfig(b)
+	cfg, _ := fscrypt.ReadKernelConfig(filepath.Join(root, "proc/config.gz"))
+	return cfg
 }
 
 // configHas says whether the kernel config sets opt (y or m); known is
@@ -530,14 +523,16 @@ func checkLoop(_ context.Context, env *doctorEnv, f *doctorFacts) api.DoctorChec
 
 func checkMkfs(_ context.Context, env *doctorEnv, f *doctorFacts) api.DoctorCheck {
 	const name = "mkfs.ext4"
-	if p, err := env.lookPath("mkfs.ext4"); err == nil {
-		return found(name, "mkfs.ext4", p)
+	// The store's own choice, so doctor never names a tool it would not use.
+	argv, err := images.MkfsCommand(env.lookPath)
+	if err != nil {
+		cost := "a new store image cannot be made (an existing one still mounts)"
+		return missing(name, "", "neither mkfs.ext4 nor mke2fs is on PATH", cost, "install e2fsprogs (on Android, /system/bin/mke2fs)")
 	}
-	if p, err := env.lookPath("mke2fs"); err == nil {
-		return found(name, "mke2fs -t ext4", p+" (no mkfs.ext4, as on AOSP)")
+	if argv[1] == "-t" {
+		return found(name, "mke2fs -t ext4", argv[0]+" (no mkfs.ext4, as on AOSP)")
 	}
-	cost := "a new store image cannot be made (an existing one still mounts)"
-	return missing(name, "", "neither mkfs.ext4 nor mke2fs is on PATH", cost, "install e2fsprogs (on Android, /system/bin/mke2fs)")
+	return found(name, "mkfs.ext4", argv[0])
 }
 
 // requiredChecks are the features without which no container starts.

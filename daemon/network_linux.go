@@ -75,7 +75,7 @@ func (d *Daemon) openNetwork(ctx context.Context) error {
 		opts = append(opts, netns.WithPool6(pool6))
 	}
 	// Where the profiles' default resolvers come from (network_dns_linux.go).
-	if rc, err := d.hostResolvConf(context.Background()); err != nil {
+	if rc, err := d.hostResolvConf(ctx); err != nil {
 		return err
 	} else if rc != "" {
 		opts = append(opts, netns.WithResolvConf(rc))

@@ -24,9 +24,12 @@ type firewall interface {
 	// intact reports whether the shared hooks and the profile's own chains
 	// are in place and hold rules.
 	intact(ctx context.Context, profile string) bool
-	// profiles lists the profiles that have objects in the host namespace
-	// (for iptables, the names as its chains spell them).
+	// profiles lists the profiles that have objects in the host namespace,
+	// as tag spells their names.
 	profiles(ctx context.Context) (map[string]bool, error)
+	// tag is how the backend's objects spell a profile's name (iptables
+	// shortens long ones to fit its chain names).
+	tag(profile string) string
 	// counters reads the profile's traffic counters.
 	counters(ctx context.Context, profile string) (Counters, error)
 	// noNAT6 says why the host cannot masquerade IPv6, "" when it can.
@@ -64,6 +67,8 @@ func newFirewall(b Backend, hostNS vns.NsHandle) (firewall, error) {
 
 // nftFirewall keeps the rules in the nftables table "workcell".
 type nftFirewall struct{ hostNS vns.NsHandle }
+
+func (f *nftFirewall) tag(profile string) string { return profile }
 
 func (f *nftFirewall) conn() (*nftables.Conn, error) {
 	c, err := newConn(int(f.hostNS))

@@ -203,6 +203,8 @@ func bothFamilies(fn func(v6 bool) error) error {
 	return fn(true)
 }
 
+func (f *iptFirewall) tag(profile string) string { return xtTag(profile) }
+
 func (f *iptFirewall) applyHost(ctx context.Context, pl pools, all []profileRef, full map[string]profileRules, _ []string) error {
 	// gone needs no list: the plan deletes every chain of ours that
 	// belongs to no profile in all.

@@ -348,13 +348,7 @@ func readResolvers(path string) []netip.Addr {
 
 func (m *Manager) nsPath(profile string) string { return filepath.Join(m.runDir, "netns", profile) }
 
-func (m *Manager) hostConn() (*nftables.Conn, error) {
-	c, err := newConn(int(m.hostNS))
-	if err != nil {
-		return nil, fmt.Errorf("nftables in host namespace: %w", err)
-	}
-	return c, nil
-}
+func (m *Manager) hostConn() (*nftables.Conn, error) { return (&nftFirewall{hostNS: m.hostNS}).conn() }
 
 func (m *Manager) refs() []profileRef {
 	var out []profileRef
@@ -865,10 +859,7 @@ func (m *Manager) Reconcile(ctx context.Context, want map[string]Settings) error
 	if objs, err := m.fw.profiles(ctx); err == nil {
 		wantTags := map[string]bool{}
 		for name := range want {
-			wantTags[name] = true
-			if m.backend == BackendIPTables {
-				wantTags[xtTag(name)] = true
-			}
+			wantTags[m.fw.tag(name)] = true
 		}
 		for p := range objs {
 			if !wantTags[p] {

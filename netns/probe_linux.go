@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 
 	"github.com/google/nftables"
@@ -15,26 +14,20 @@ import (
 // for it and gone with it, so a probe leaves no trace on the host's
 // network (nor takes netd's xtables lock on a phone).
 func inScratchNS(fn func(ns vns.NsHandle) error) error {
-	runtime.LockOSThread()
-	orig, err := vns.Get()
+	cur, err := vns.Get()
 	if err != nil {
-		runtime.UnlockOSThread()
 		return fmt.Errorf("open current network namespace: %w", err)
 	}
-	defer orig.Close()
-	ns, err := vns.New() // switches the thread
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("make a scratch network namespace: %w", err)
-	}
-	ferr := fn(ns)
-	ns.Close()
-	if err := vns.Set(orig); err != nil {
-		// Stay locked: the runtime retires a thread left in the wrong namespace.
-		return errors.Join(ferr, fmt.Errorf("return to network namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	defer cur.Close()
+	// inNS switches the thread back to cur whatever fn's thread is in.
+	return inNS(cur, func() error {
+		ns, err := vns.New() // switches the thread
+		if err != nil {
+			return fmt.Errorf("make a scratch network namespace: %w", err)
+		}
+		defer ns.Close()
+		return fn(ns)
+	})
 }
 
 // ProbeNFTables reports whether the kernel gives nf_tables: in a scratch

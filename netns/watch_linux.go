@@ -88,7 +88,6 @@ func (m *Manager) watchOnce(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("address subscription closed")
 			}
-			m.reassertForwarding()
 			if m.ownAddr(u.LinkAddress.IP) {
 				continue // a profile's own veth
 			}
@@ -97,13 +96,16 @@ func (m *Manager) watchOnce(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("route subscription closed")
 			}
-			m.reassertForwarding()
 			if !isDefaultRoute(u.Route) {
 				continue // connected routes come with their addresses
 			}
 			settle = time.After(settleDelay)
 		case typ := <-others:
-			m.reassertForwarding()
+			// The kernel announces every write of ip_forward and of IPv6
+			// forwarding as a netconf message: only those can undo it.
+			if typ == unix.RTM_NEWNETCONF {
+				m.reassertForwarding()
+			}
 			if typ == unix.RTM_NEWRULE || typ == unix.RTM_DELRULE {
 				settle = time.After(settleDelay)
 			}

@@ -24,7 +24,7 @@ func (c *Container) joinV1Groups(ctx context.Context, pid int) error {
 	if len(c.v1) == 0 {
 		return nil
 	}
-	z, err := c.v2Freezer()
+	dir, err := c.v2Dir()
 	if err != nil {
 		return fmt.Errorf("container %s: cgroup v1 groups: %w", c.id, err)
 	}
@@ -45,7 +45,7 @@ func (c *Container) joinV1Groups(ctx context.Context, pid int) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		pids, err := cgroups.GetAllPids(z.dir)
+		pids, err := cgroups.GetAllPids(dir)
 		if err != nil {
 			return fmt.Errorf("container %s: cgroup v1 groups: %w", c.id, err)
 		}

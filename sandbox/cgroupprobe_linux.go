@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -384,7 +385,18 @@ func (hostCgroups) Dev(path string) (uint64, error) {
 	return st.Dev, nil
 }
 
-func (hostCgroups) Release() string {
+// The kernel's release and its BPF support cannot change under a running
+// daemon: asked once, not at every start as the mounts are.
+var (
+	kernelRelease = sync.OnceValue(unameRelease)
+	deviceBPF     = sync.OnceValue(loadDeviceBPF)
+)
+
+func (hostCgroups) Release() string { return kernelRelease() }
+
+func (hostCgroups) DeviceBPF() bool { return deviceBPF() }
+
+func unameRelease() string {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return ""
@@ -395,7 +407,7 @@ func (hostCgroups) Release() string {
 // DeviceBPF loads the smallest cgroup device program ("allow": r0 = 1;
 // exit) and closes it: the kernel has CONFIG_CGROUP_BPF and lets us load
 // what libcontainer's device filter needs.
-func (hostCgroups) DeviceBPF() bool {
+func loadDeviceBPF() bool {
 	insns := []uint64{
 		0x00000001_000000b7, // BPF_ALU64|BPF_MOV|BPF_K r0 = 1
 		0x00000000_00000095, // BPF_JMP|BPF_EXIT

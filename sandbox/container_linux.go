@@ -141,21 +141,31 @@ func (c *Container) Thaw(ctx context.Context) error {
 	return nil
 }
 
-// v2Freezer returns the container's cgroup v2 freezer, made on first use.
-func (c *Container) v2Freezer() (*cgroupFreezer, error) {
+// v2Dir is the container's cgroup v2 directory.
+func (c *Container) v2Dir() (string, error) {
 	st, err := c.lc.State()
+	if err != nil {
+		return "", err
+	}
+	if st.CgroupPaths[""] == "" {
+		return "", errors.New("no cgroup v2 path in the container state")
+	}
+	return st.CgroupPaths[""], nil
+}
+
+// v2Freezer returns the container's cgroup v2 freezer, made on first use
+// (work mode off/on is a hot path: the state is read only then).
+func (c *Container) v2Freezer() (*cgroupFreezer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.freezer != nil {
+		return c.freezer, nil
+	}
+	dir, err := c.v2Dir()
 	if err != nil {
 		return nil, err
 	}
-	dir := st.CgroupPaths[""]
-	if dir == "" {
-		return nil, errors.New("no cgroup v2 path in the container state")
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.freezer == nil {
-		c.freezer, err = newCgroupFreezer(dir)
-	}
+	c.freezer, err = newCgroupFreezer(dir)
 	return c.freezer, err
 }
 

@@ -56,13 +56,9 @@ func (z *cgroupFreezer) Close() error {
 // set freezes (or thaws) the cgroup and returns once cgroup.events reports
 // it. A freeze interrupted by ctx is undone, so that no half-frozen cgroup
 // is left behind.
-func (z *cgroupFreezer) set(ctx context.Context, frozen bool) error {
+func (z *cgroupFreezer) set(ctx context.Context, frozen bool) (retErr error) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	return z.setLocked(ctx, frozen)
-}
-
-func (z *cgroupFreezer) setLocked(ctx context.Context, frozen bool) (retErr error) {
 	want := byte('0')
 	if frozen {
 		want = '1'

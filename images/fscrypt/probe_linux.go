@@ -46,7 +46,7 @@ func ProbeModeIn(ctx context.Context, root string, mode Mode) error {
 	if !ok {
 		return fmt.Errorf("fscrypt mode %q: unknown", mode)
 	}
-	if cfg, err := readConfigGz(filepath.Join(root, "proc/config.gz")); err == nil {
+	if cfg, err := ReadKernelConfig(filepath.Join(root, "proc/config.gz")); err == nil {
 		for _, opt := range mc.config {
 			if v := cfg[opt]; v != "y" && v != "m" {
 				return fmt.Errorf("fscrypt %s: the kernel config has no %s: %w", mode, opt, ErrCipherMissing)
@@ -75,9 +75,10 @@ func ProbeModeIn(ctx context.Context, root string, mode Mode) error {
 		mode, strings.Join(mc.names, ", "))
 }
 
-// readConfigGz reads the kernel's config (CONFIG_IKCONFIG_PROC) as a map
-// of option to value; "# X is not set" lines are absent.
-func readConfigGz(path string) (map[string]string, error) {
+// ReadKernelConfig reads the kernel's config (CONFIG_IKCONFIG_PROC, at
+// path: /proc/config.gz) as a map of option to value; "# X is not set"
+// lines are absent.
+func ReadKernelConfig(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -91,11 +92,11 @@ func readConfigGz(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseKernelConfig(b), nil
+	return parseKernelConfig(b), nil
 }
 
-// ParseKernelConfig reads a kernel .config's text into option -> value.
-func ParseKernelConfig(b []byte) map[string]string {
+// parseKernelConfig reads a kernel .config's text into option -> value.
+func parseKernelConfig(b []byte) map[string]string {
 	out := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {

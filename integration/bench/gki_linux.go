@@ -35,6 +35,12 @@ func kernelRows(ctx context.Context, b *Bench) ([]Line, error) {
 	n, reps, calls := b.N(15, 3), b.N(7, 3), b.N(60, 10)
 	var lines []Line
 	var errs []error
+	// One folder for both guests: the binaries they run are the same, so
+	// they are built once.
+	dir := filepath.Join(b.Dir, "guestbench")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return lines, err
+	}
 	for _, g := range []struct {
 		label   string
 		k       *vm.Kernel
@@ -43,10 +49,6 @@ func kernelRows(ctx context.Context, b *Bench) ([]Line, error) {
 		{"Debian kernel", deb, false},
 		{"GKI-shaped kernel", gki, true},
 	} {
-		dir := filepath.Join(b.Dir, "guestbench-"+map[bool]string{false: "debian", true: "gki"}[g.android])
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return lines, err
-		}
 		res, err := vm.RunGuestBench(ctx, g.k, g.android, dir, n, reps, calls, log)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s guest: %w", g.label, err))

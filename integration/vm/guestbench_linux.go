@@ -110,7 +110,7 @@ func RunGuestBench(ctx context.Context, k *Kernel, android bool, dir string, n, 
 		Timeout: 10 * time.Minute,
 		Logger:  log,
 	}
-	if !android {
+	if k.ModulesDir != "" {
 		// workcelld's network manager needs these families and matches
 		// (see TestDaemonBinderInVM); the GKI kernel has them built in.
 		vmcfg.Modules = append(slices.Clone(DefaultModules), Module{Name: "xfrm_user"}, Module{Name: "nf_conntrack_netlink"},

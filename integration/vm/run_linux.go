@@ -185,7 +185,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 		seen[p.Name] = true
 	}
-	if cfg.Modules == nil && !cfg.Android {
+	// Modules to load are the kernel's matter: the GKI-shaped one has
+	// everything built in and no modules folder.
+	if cfg.Modules == nil && cfg.Kernel.ModulesDir != "" {
 		cfg.Modules = DefaultModules
 	}
 	if cfg.MemoryMiB == 0 {
